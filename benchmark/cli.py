@@ -1,0 +1,195 @@
+"""The `benchmark` command (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="benchmark",
+        description="Run studies of disentangled representation learning and draw their figures.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a study spec (skips jobs already done)")
+    run.add_argument("spec", help="study spec (YAML)")
+    run.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
+    run.add_argument("--results", default="results", help="results root (default: ./results)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="local worker processes (default: one per core)")
+    run.add_argument("--dry-run", action="store_true", help="print the job counts and exit")
+    run.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                     help="run only jobs with this dataset/model/seed/hyperparameter (repeatable)")
+    run.add_argument("--limit", type=int, default=None, help="run at most N jobs")
+    run.add_argument("--data-dir", default=os.environ.get("BENCHMARK_DATA"),
+                     help="folder of dataset files (default: $BENCHMARK_DATA)")
+    run.add_argument("--no-retry-failed", action="store_true",
+                     help="leave jobs that failed before alone instead of retrying them")
+    run.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    st = sub.add_parser("status", help="done / failed / pending counts of a study")
+    st.add_argument("spec")
+    st.add_argument("--results", default="results")
+
+    fig = sub.add_parser("figures", help="draw every figure from a results folder")
+    fig.add_argument("results_dir", help="a study's results folder (or a results root)")
+    fig.add_argument("--out", default=None, help="where to write (default: <study>/figures)")
+
+    ds = sub.add_parser("datasets", help="list datasets, or write a PNG grid of samples")
+    ds.add_argument("name", nargs="?", help="a dataset to render samples of")
+    ds.add_argument("--source", choices=["procedural", "file"], default="procedural")
+    ds.add_argument("--data-dir", default=os.environ.get("BENCHMARK_DATA"))
+    ds.add_argument("--out", default=None, help="PNG path for the sample grid")
+    ds.add_argument("-n", type=int, default=16, help="number of samples")
+    ds.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "status": cmd_status, "figures": cmd_figures,
+                "datasets": cmd_datasets}[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _load_jobs(spec_path: str, data_dir: str | None = None):
+    from benchmark.spec import expand, load_spec
+
+    spec = load_spec(spec_path)
+    return spec, expand(spec, data_dir=data_dir)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.spec import select
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise UserError(f"--data-dir {args.data_dir} is not a directory")
+    spec, jobs = _load_jobs(args.spec, args.data_dir)
+    jobs = select(jobs, args.filter, args.limit)
+    if args.filter and not jobs:
+        raise UserError(f"no job matches --filter {' '.join(args.filter)}")
+    if args.dry_run:
+        _print_counts(spec.study, jobs)
+        return 0
+
+    from benchmark.store import ResultsStore, atomic_write_bytes
+
+    store = ResultsStore.for_study(args.results, spec.study)
+    if args.no_retry_failed:
+        failed = set(store.failures())
+        jobs = [j for j in jobs if j.job_id not in failed]
+    done = store.done_ids()
+    _check_datasets([j for j in jobs if j.job_id not in done], args.data_dir)
+    executor = _executor(args)
+    store.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(store.root / "spec.yaml", Path(args.spec).read_bytes())
+    done_before = len(done & {j.job_id for j in jobs})
+    print(f"study {spec.study}: {len(jobs)} jobs, {done_before} already done; "
+          f"results in {store.root}", file=sys.stderr)
+    summary = executor.run(jobs, store, show_progress=not args.quiet)
+    print(f"study {spec.study}: {len(summary.done)} done now, {len(summary.skipped)} done before, "
+          f"{len(summary.failed)} failed", file=sys.stderr)
+    for job_id, reason in sorted(summary.failed.items()):
+        print(f"  failed {job_id}: {reason}", file=sys.stderr)
+    if not args.no_figures and not summary.interrupted and args.executor == "local":
+        _draw_figures(store.root, None)
+    return summary.exit_code
+
+
+def _check_datasets(jobs, data_dir: str | None) -> None:
+    """Opens each dataset once before any job starts, so a missing file is one error, not 12,600."""
+    from benchmark.data import get_dataset
+
+    for name, source in sorted({(j.dataset, j.dataset_source) for j in jobs}):
+        get_dataset(name, source, data_dir)
+
+
+def _executor(args: argparse.Namespace):
+    if args.executor == "local":
+        from benchmark.executors.local import LocalExecutor
+
+        return LocalExecutor(workers=args.workers)
+    raise UserError(f"--executor {args.executor} is not available yet (use --executor local)")
+
+
+def _print_counts(study: str, jobs) -> None:
+    counts = Counter((j.dataset, j.model) for j in jobs)
+    datasets = sorted({d for d, _ in counts}, key=[j.dataset for j in jobs].index)
+    models = sorted({m for _, m in counts}, key=[j.model for j in jobs].index)
+    width = max([len("dataset")] + [len(d) for d in datasets])
+    cols = [max(len(m), 5) for m in models]
+    print(f"study {study}: {len(jobs)} jobs")
+    print("  ".join([f"{'dataset':<{width}}"] + [f"{m:>{w}}" for m, w in zip(models, cols)]
+                    + [f"{'total':>6}"]))
+    for d in datasets:
+        row = [counts[(d, m)] for m in models]
+        print("  ".join([f"{d:<{width}}"] + [f"{n:>{w}}" for n, w in zip(row, cols)]
+                        + [f"{sum(row):>6}"]))
+    totals = [sum(counts[(d, m)] for d in datasets) for m in models]
+    print("  ".join([f"{'total':<{width}}"] + [f"{n:>{w}}" for n, w in zip(totals, cols)]
+                    + [f"{len(jobs):>6}"]))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from benchmark.store import ResultsStore
+
+    spec, jobs = _load_jobs(args.spec)
+    store = ResultsStore.for_study(args.results, spec.study)
+    st = store.status([j.job_id for j in jobs])
+    print(f"study {spec.study} ({store.root}): {len(jobs)} jobs: {len(st.done)} done, "
+          f"{len(st.failed)} failed, {len(st.pending)} pending")
+    for job_id, record in sorted(st.failed.items()):
+        print(f"  failed {job_id} [{record.get('kind', 'error')}]: {record.get('reason', '?')}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    root = Path(args.results_dir)
+    if not root.is_dir():
+        raise UserError(f"results folder not found: {root}")
+    _draw_figures(root, args.out)
+    return 0
+
+
+def _draw_figures(root: Path, out: str | None) -> None:
+    from analysis.figures import draw_all
+
+    report = draw_all(root, out)
+    for path in getattr(report, "figures", []):
+        print(f"figure: {getattr(path, 'path', path)}", file=sys.stderr)
+    for what, why in getattr(report, "skipped", []):
+        print(f"skipped {what}: {why}", file=sys.stderr)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from benchmark.data.catalog import describe_datasets, write_sample_grid
+
+    if args.name is None:
+        for row in describe_datasets(args.data_dir):
+            print(row)
+        return 0
+    out = args.out or f"{args.name}_samples.png"
+    write_sample_grid(args.name, out, source=args.source, data_dir=args.data_dir, n=args.n,
+                      seed=args.seed)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

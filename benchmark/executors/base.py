@@ -1,0 +1,32 @@
+"""The executor interface: submit jobs, follow them, report what finished and what failed."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from benchmark.spec import Job
+from benchmark.store import ResultsStore
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # job_id -> reason
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """DESIGN.md §2: 0 when every job is done, 1 when some failed; 130 on Ctrl-C."""
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+
+class Executor(ABC):
+    name: str = "?"
+
+    @abstractmethod
+    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
+        """Runs every job not already done in `store`; returns when all have finished or failed."""

@@ -1,0 +1,130 @@
+"""Run one job: train (or resume), build the representations, evaluate, write rows.
+
+This is the only place where orchestration meets the science: it calls the dataset, training and
+metric packages through their public functions and turns what they return into store rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.spec import Job, canonical_json
+from benchmark.store import ResultsStore, format_exception, now_utc, versions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobOutcome:
+    job_id: str
+    status: str  # "done" | "skipped" | "failed"
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | None = None) -> JobOutcome:
+    """Trains and evaluates `job` unless its rows are already in `store`; never raises for a job's
+    own failure: that is recorded in the store and returned as a failed outcome."""
+    if store.is_done(job.job_id):
+        return JobOutcome(job.job_id, "skipped")
+    t0 = time.perf_counter()
+    try:
+        rows = _train_and_evaluate(job, store, progress)
+    except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
+        from benchmark.training import Diverged
+
+        reason, tb = format_exception(exc)
+        kind = "diverged" if isinstance(exc, Diverged) else "error"
+        extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
+        store.write_failure(job.job_id, reason, kind=kind, traceback=tb, **extra)
+        return JobOutcome(job.job_id, "failed", reason, time.perf_counter() - t0)
+    for row in rows:
+        row["job_seconds"] = time.perf_counter() - t0
+    store.write_rows(job.job_id, rows, job.param_columns)
+    return JobOutcome(job.job_id, "done", seconds=time.perf_counter() - t0)
+
+
+def _train_and_evaluate(
+    job: Job, store: ResultsStore, progress: Callable[[str], None] | None
+) -> list[dict[str, Any]]:
+    from benchmark.data import get_dataset
+    from benchmark.metrics.suite import evaluate
+    from benchmark.training import TrainConfig, train
+
+    say = progress or (lambda msg: None)
+    data = get_dataset(job.dataset, job.dataset_source, job.data_dir)
+    config = TrainConfig(**job.training)
+
+    t0 = time.perf_counter()
+    every = max(1, config.steps // 10)
+
+    def on_step(step: int, total: int, values: dict[str, float]) -> None:
+        if step % every == 0 or step == total:
+            loss = values.get("loss", float("nan"))
+            say(f"{job.job_id} {job.model} seed {job.seed}: step {step}/{total} loss {loss:.2f}")
+
+    model = train(
+        job.model,
+        job.params,
+        data,
+        seed=job.seed,
+        config=config,
+        checkpoint_dir=store.checkpoint_dir(job.model_id),
+        progress=on_step,
+    )
+    train_seconds = time.perf_counter() - t0
+
+    ev = job.evaluation
+    represents = {
+        name: model.represent(name, seed=ev["seed"]) if name == "sampled" else model.represent(name)
+        for name in ev["representations"]
+    }
+    say(f"{job.job_id} evaluating {len(ev['metrics'])} metrics on {', '.join(represents)}")
+    metric_rows = evaluate(
+        data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"]
+    )
+
+    common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
+    rows = [
+        {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
+         "eval_seconds": None}
+        for key, value in sorted(model.summary.items())
+    ]
+    rows += [
+        {**common, "representation": r["representation"], "metric": r["metric"], "key": r["key"],
+         "value": float(r["value"]), "eval_seconds": float(r["eval_seconds"])}
+        for r in metric_rows
+    ]
+    return rows
+
+
+def _common_columns(job: Job, steps: int, train_seconds: float, device: str) -> dict[str, Any]:
+    params = {name: _as_float(job.params.get(name)) for name in job.param_columns}
+    return {
+        "study": job.study,
+        "job_id": job.job_id,
+        "model_id": job.model_id,
+        "dataset": job.dataset,
+        "dataset_source": job.dataset_source,
+        "model": job.model,
+        "model_params": canonical_json(job.params),
+        **params,
+        "seed": job.seed,
+        "train_steps": int(steps),
+        "train_seconds": train_seconds,
+        "device": str(device),
+        **versions(),
+        "job_config": json.dumps(job.config(), sort_keys=True),
+        "finished_at": now_utc(),
+    }
+
+
+def _as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, str):
+        return None
+    return float(value)

@@ -1,0 +1,351 @@
+"""Study specs: load and validate a YAML spec, expand its grid into jobs.
+
+A spec is data, in the spirit of disentanglement_lib's `utils/hyperparams.py` sweeps: datasets ×
+methods × (swept hyperparameters) × seeds. A job's id is a hash of its canonical configuration, so
+the same configuration has the same id on any machine and in any order of the YAML keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from benchmark.errors import UserError
+
+# Columns of the results store; a hyperparameter may not shadow one of them.
+RESERVED_NAMES = frozenset(
+    """study job_id model_id dataset dataset_source model model_params seed representation metric key
+    value train_steps train_seconds eval_seconds job_seconds device benchmark_version torch_version
+    sklearn_version numpy_version python_version job_config finished_at""".split()
+)
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+Scalar = bool | int | float | str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetEntry(_Strict):
+    name: str
+    source: Literal["procedural", "file"] = "procedural"
+
+
+class SeedRange(_Strict):
+    start: int = Field(0, ge=0)
+    count: int = Field(gt=0)
+
+
+class TrainingSettings(_Strict):
+    """The study's training parameters (disentanglement_lib unsupervised_study_v1, shared.gin)."""
+
+    steps: int = Field(300_000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    num_latent: int = Field(10, gt=0)
+    checkpoint_every: int = Field(1000, gt=0)
+    device: str = "auto"
+
+    # Settings that cannot change a trained model's weights stay out of its id.
+    NOT_IN_ID: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "device"})
+
+
+class EvaluationSettings(_Strict):
+    metrics: list[str] | Literal["all"] = "all"
+    representations: list[Literal["mean", "sampled"]] = ["mean", "sampled"]
+    seed: int = Field(0, ge=0)
+    overrides: dict[str, dict[str, Scalar | list[Scalar]]] = {}
+
+    @field_validator("representations")
+    @classmethod
+    def _nonempty_unique(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one representation is needed")
+        if len(set(v)) != len(v):
+            raise ValueError("representations are listed twice")
+        return v
+
+
+class Resources(_Strict):
+    """What one job asks of a cluster (used by the slurm and ray executors)."""
+
+    cpus_per_job: int = Field(1, gt=0)
+    gpus_per_job: int = Field(0, ge=0)
+    mem_gb: float = Field(8.0, gt=0)
+    time_minutes: int = Field(24 * 60, gt=0)
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    jobs_per_task: int = Field(1, gt=0)
+    sbatch_extra: dict[str, Scalar] = {}
+
+
+class StudySpec(_Strict):
+    study: str
+    description: str = ""
+    datasets: list[DatasetEntry | str]
+    methods: dict[str, dict[str, Scalar | list[Scalar]] | None]
+    seeds: list[int] | SeedRange
+    training: TrainingSettings = TrainingSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    resources: Resources = Resources()
+
+    @field_validator("study")
+    @classmethod
+    def _safe_study_name(cls, v: str) -> str:
+        # The name becomes a folder under the results directory: nothing that could leave it.
+        if not _STUDY_NAME.match(v) or v in {".", ".."} or ".." in v:
+            raise ValueError(
+                f"study name {v!r} must be letters, digits, '_', '-' or '.', start with a letter or "
+                "digit and contain no '..' (it names a folder under the results directory)"
+            )
+        return v
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, v: list[DatasetEntry | str]) -> list[DatasetEntry | str]:
+        if not v:
+            raise ValueError("the study lists no dataset")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("the study lists no method")
+        for method, params in v.items():
+            for name, value in (params or {}).items():
+                if isinstance(value, list) and not value:
+                    raise ValueError(f"{method}.{name} sweeps over an empty list")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | SeedRange) -> list[int] | SeedRange:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("the study lists no seed")
+            if any(s < 0 for s in v):
+                raise ValueError(f"seeds must be non-negative, got {min(v)}")
+            if len(set(v)) != len(v):
+                raise ValueError("a seed is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _no_duplicate_datasets(self) -> StudySpec:
+        keys = [(d.name, d.source) for d in self.dataset_entries()]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a dataset is listed twice with the same source")
+        return self
+
+    def dataset_entries(self) -> list[DatasetEntry]:
+        return [DatasetEntry(name=d) if isinstance(d, str) else d for d in self.datasets]
+
+    def seed_list(self) -> list[int]:
+        if isinstance(self.seeds, SeedRange):
+            return list(range(self.seeds.start, self.seeds.start + self.seeds.count))
+        return list(self.seeds)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One trained and evaluated model: everything a worker needs, picklable."""
+
+    study: str
+    job_id: str
+    model_id: str
+    dataset: str
+    dataset_source: str
+    model: str
+    params: dict[str, Any]
+    seed: int
+    training: dict[str, Any]
+    evaluation: dict[str, Any]
+    param_columns: tuple[str, ...] = ()
+    resources: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The canonical configuration that the job id hashes."""
+        return job_config(self.model_config(), self.evaluation)
+
+    def model_config(self) -> dict[str, Any]:
+        training = {k: v for k, v in self.training.items() if k not in TrainingSettings.NOT_IN_ID}
+        return {
+            "dataset": self.dataset,
+            "dataset_source": self.dataset_source,
+            "model": self.model,
+            "params": self.params,
+            "seed": self.seed,
+            "training": training,
+        }
+
+    def matches(self, key: str, value: str) -> bool:
+        """Whether `--filter key=value` selects this job."""
+        fields = {
+            "dataset": self.dataset,
+            "source": self.dataset_source,
+            "dataset_source": self.dataset_source,
+            "model": self.model,
+            "method": self.model,
+            "seed": self.seed,
+            "job_id": self.job_id,
+            "model_id": self.model_id,
+            **self.params,
+        }
+        if key not in fields:
+            return False
+        actual = fields[key]
+        if isinstance(actual, bool | str):
+            return str(actual) == value
+        try:
+            return float(actual) == float(value)
+        except ValueError:
+            return False
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
+
+
+def job_config(model_config: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {**model_config, "evaluation": evaluation}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Reads and validates a spec; every problem is a one-line `UserError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"spec {path} is a directory, not a YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"spec {path} cannot be read: {_one_line(exc)}") from None
+    try:
+        raw = yaml.safe_load(text)  # safe: never constructs Python objects from tags
+    except yaml.YAMLError as exc:
+        raise UserError(f"spec {path}: invalid YAML: {_one_line(exc)}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"spec {path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+        raise UserError(f"spec {path}: {where}: {err['msg']}{more}") from None
+    _check_names(spec, path)
+    return spec
+
+
+def _check_names(spec: StudySpec, path: Path) -> None:
+    from benchmark.data import DATASETS
+    from benchmark.metrics import METRICS
+
+    for entry in spec.dataset_entries():
+        if entry.name not in DATASETS:
+            raise UserError(
+                f"spec {path}: unknown dataset {entry.name!r} (known: {', '.join(sorted(DATASETS))})"
+            )
+    ev = spec.evaluation
+    names = list(METRICS) if ev.metrics == "all" else ev.metrics
+    for name in list(names) + list(ev.overrides):
+        if name not in METRICS:
+            raise UserError(
+                f"spec {path}: unknown metric {name!r} (known: {', '.join(sorted(METRICS))})"
+            )
+
+
+def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
+    """The study's jobs, datasets varying slowest and seeds fastest (disentanglement_lib's order)."""
+    from benchmark.models import METHODS, validate_params
+
+    settings: list[tuple[str, dict[str, Any]]] = []
+    for method, raw_params in spec.methods.items():
+        if method not in METHODS:
+            raise UserError(f"unknown method {method!r} (known: {', '.join(sorted(METHODS))})")
+        raw_params = raw_params or {}
+        names = list(raw_params)
+        grids = [v if isinstance(v, list) else [v] for v in raw_params.values()]
+        for combo in itertools.product(*grids):
+            params = validate_params(method, dict(zip(names, combo, strict=True)))
+            clash = RESERVED_NAMES.intersection(params)
+            if clash:
+                raise UserError(f"hyperparameter {sorted(clash)[0]!r} of {method} names a results column")
+            settings.append((method, params))
+    param_columns = tuple(sorted({name for _, params in settings for name in params}))
+
+    evaluation = spec.evaluation.model_dump()
+    if evaluation["metrics"] == "all":
+        from benchmark.metrics import METRICS
+
+        evaluation["metrics"] = sorted(METRICS)
+    training = spec.training.model_dump()
+    resources = spec.resources.model_dump()
+    jobs = []
+    for entry in spec.dataset_entries():
+        for method, params in settings:
+            for seed in spec.seed_list():
+                job = Job(
+                    study=spec.study,
+                    job_id="",
+                    model_id="",
+                    dataset=entry.name,
+                    dataset_source=entry.source,
+                    model=method,
+                    params=params,
+                    seed=seed,
+                    training=training,
+                    evaluation=evaluation,
+                    param_columns=param_columns,
+                    resources=resources,
+                    data_dir=data_dir,
+                )
+                model_id = stable_hash(job.model_config())
+                job_id = stable_hash(job.config())
+                jobs.append(_with_ids(job, job_id, model_id))
+    if not jobs:
+        raise UserError("the study's grid is empty")
+    duplicates = [jid for jid, n in Counter(j.job_id for j in jobs).items() if n > 1]
+    if duplicates:
+        raise UserError(f"the grid has {len(duplicates)} duplicate jobs (the same setting listed twice)")
+    return jobs
+
+
+def _with_ids(job: Job, job_id: str, model_id: str) -> Job:
+    from dataclasses import replace
+
+    return replace(job, job_id=job_id, model_id=model_id)
+
+
+def select(jobs: list[Job], filters: list[str] | None = None, limit: int | None = None) -> list[Job]:
+    """Applies `--filter KEY=VALUE` (all must match) and `--limit N`."""
+    for item in filters or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--filter expects KEY=VALUE, got {item!r}")
+        jobs = [j for j in jobs if j.matches(key.strip(), value.strip())]
+    if limit is not None:
+        if limit < 0:
+            raise UserError(f"--limit must be non-negative, got {limit}")
+        jobs = jobs[:limit]
+    return jobs

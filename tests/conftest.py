@@ -1,0 +1,38 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# Worker processes are spawned: they must find the test helpers and the package.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+)
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def tiny_spec(study: str = "tiny", **changes) -> dict:
+    """A study that trains for a few steps and evaluates one cheap metric: seconds per job."""
+    spec = {
+        "study": study,
+        "datasets": [{"name": "dsprites_full", "source": "procedural"}],
+        "methods": {"beta_vae": {"beta": [1, 4]}},
+        "seeds": [0, 1],
+        "training": {"steps": 4, "batch_size": 8, "checkpoint_every": 2},
+        "evaluation": {"metrics": ["mig"], "representations": ["mean"],
+                       "overrides": {"mig": {"num_train": 200}}},
+    }
+    spec.update(changes)
+    return spec
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    def write(spec: dict, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return write

@@ -1,0 +1,79 @@
+"""The results store: atomic writes, schema, readers."""
+
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from benchmark.store import ResultsStore, atomic_write_bytes, rows_schema
+
+
+def _row(job_id="j1", value=1.0, **extra):
+    return {"study": "s", "job_id": job_id, "model_id": "m", "dataset": "d",
+            "dataset_source": "procedural", "model": "beta_vae", "model_params": '{"beta":1.0}',
+            "seed": 0, "metric": "mig", "key": "discrete_mig", "value": value, **extra}
+
+
+def test_rows_round_trip_with_the_schema(tmp_path):
+    store = ResultsStore(tmp_path / "s")
+    store.write_rows("j1", [_row(beta=4.0), _row(value=2.0)], ["beta", "gamma"])
+    table = pq.read_table(store.rows_path("j1"))
+    assert table.schema == rows_schema(["beta", "gamma"])
+    assert table.column("beta").to_pylist() == [4.0, None]
+    assert table.column("value").to_pylist() == [1.0, 2.0]
+
+
+def test_a_crash_during_the_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path / "s")
+
+    def crash(*args):
+        raise OSError("disk vanished")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        store.write_rows("j1", [_row()], [])
+    assert not store.is_done("j1")
+    assert list(store.rows_dir.iterdir()) == []  # no temporary file left either
+
+
+def test_a_second_writer_replaces_instead_of_duplicating(tmp_path):
+    store = ResultsStore(tmp_path / "s")
+    store.write_rows("j1", [_row()], [])
+    store.write_rows("j1", [_row()], [])
+    assert store.read_rows().num_rows == 1
+
+
+def test_failure_records_and_status(tmp_path):
+    store = ResultsStore(tmp_path / "s")
+    store.write_failure("j2", "ValueError: bad\nthings", kind="error", traceback="tb")
+    store.write_rows("j1", [_row()], [])
+    st = store.status(["j1", "j2", "j3"])
+    assert st.done == ["j1"] and list(st.failed) == ["j2"] and st.pending == ["j3"]
+    assert st.failed["j2"]["reason"] == "ValueError: bad things"
+    store.write_rows("j2", [_row("j2")], [])
+    assert store.failures() == {}
+
+
+def test_readers_unify_studies_with_different_hyperparameters(tmp_path):
+    import duckdb
+    import pandas as pd
+
+    store = ResultsStore(tmp_path / "s")
+    store.write_rows("a", [_row("a", beta=2.0)], ["beta"])
+    store.write_rows("b", [_row("b", gamma=10.0)], ["gamma"])
+    table = store.read_rows()
+    assert table.num_rows == 2 and {"beta", "gamma"} <= set(table.column_names)
+    df = pd.read_parquet(store.rows_dir)
+    assert len(df) == 2
+    con = duckdb.connect()
+    n = con.execute(f"select count(*) from read_parquet('{store.rows_dir}/*.parquet', "
+                    "union_by_name=true)").fetchone()[0]
+    assert n == 2
+
+
+def test_atomic_write_bytes(tmp_path):
+    target = tmp_path / "x" / "f.bin"
+    atomic_write_bytes(target, b"abc")
+    atomic_write_bytes(target, b"defg")
+    assert target.read_bytes() == b"defg"
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]

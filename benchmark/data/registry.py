@@ -52,6 +52,12 @@ def _procedural_scream(data_dir: Path | None) -> GroundTruthData:
     return dsprites.ScreamDSprites(texture, provenance={"renderer": RENDERER_VERSION, "scream_texture": what})
 
 
+def _shapes3d() -> GroundTruthData:
+    from benchmark.data.shapes3d import ProceduralShapes3D
+
+    return ProceduralShapes3D()
+
+
 def _file(name: str) -> Callable[[Path], GroundTruthData]:
     def load(data_dir: Path) -> GroundTruthData:
         from benchmark.data import files
@@ -71,7 +77,7 @@ _ENTRIES = [
     Entry("scream_dsprites", "dSprites on crops of The Scream, inverted under the sprite (dlib)",
           procedural=_procedural_scream, file=_file("scream_dsprites")),
     Entry("shapes3d", "3D shapes in a room (Kim & Mnih 2018); procedural = look-alike, not the original pixels",
-          procedural=None, file=_file("shapes3d")),
+          procedural=lambda d: _shapes3d(), file=_file("shapes3d")),
     Entry("smallnorb", "SmallNORB toy photographs (LeCun et al. 2004)", file=_file("smallnorb")),
     Entry("cars3d", "Cars3D renders (Reed et al. 2015)", file=_file("cars3d")),
     Entry("mpi3d_toy", "MPI3D simplistic renders (Gondal et al. 2019)", file=_file("mpi3d_toy")),

@@ -166,6 +166,7 @@ def build_system(method: str, params: Mapping[str, Any], observation_shape: tupl
         reconstruction_loss=config.reconstruction_loss,
         learning_rate=float(config.learning_rate),
         batch_size=config.batch_size,
+        fit_samples=config.fit_samples,
     )
     with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
         system = METHODS[method].build(ctx, dict(params))

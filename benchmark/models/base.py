@@ -23,6 +23,7 @@ class BuildContext:
     reconstruction_loss: str  # "bernoulli" | "l2"
     learning_rate: float
     batch_size: int
+    fit_samples: int = 10_000  # observations fitted baselines are fitted on
 
 
 class System(nn.Module):

@@ -1,0 +1,111 @@
+"""Disentanglement metrics with disentanglement_lib's names, keys and study parameters.
+
+    from benchmark.metrics import compute_metric, compute_metric_on_samples, METRICS
+    scores = compute_metric("mig", data, represent, seed=0, num_train=1000)
+    scores = compute_metric_on_samples("dci", codes_train, factors_train, codes_test, factors_test)
+
+``compute_metric`` draws its samples from a ground-truth dataset (DESIGN.md §4) and a representation
+``represent(observations (N, C, H, W) float32) -> codes (N, D)``; ``compute_metric_on_samples`` scores
+the given arrays as they are. To evaluate many metrics on one model, use
+`benchmark.metrics.suite.evaluate`, which encodes once and shares the samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from benchmark.errors import UserError
+from benchmark.metrics import mig
+from benchmark.metrics.base import Metric
+from benchmark.metrics.sampling import FactorEncoder
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("mig", {"num_train": 10000, "num_bins": 20},
+               "Mutual Information Gap (Chen et al. 2018)", score=mig.score, uses_test=False),
+    ]
+}
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric ``name``; an unknown name raises UserError."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise UserError(f"unknown metric {name!r} (known: {', '.join(sorted(METRICS))})") from None
+
+
+def compute_metric(name: str, data, represent: Callable[[np.ndarray], np.ndarray], seed: int,
+                   *, n_jobs: int = 1, encode_batch_size: int = 256,
+                   **overrides: Any) -> dict[str, float]:
+    """Score ``represent`` on ``data`` with metric ``name`` (study defaults, dlib-named overrides).
+
+    ``seed`` drives the sampling (a numpy Generator) and the sklearn estimators' random states.
+    """
+    metric = get_metric(name)
+    params = metric.params(overrides)
+    rng = np.random.default_rng(seed)
+    encoder = FactorEncoder(data, represent, rng, batch_size=encode_batch_size)
+    return run_metric(metric, params, data, encoder, rng, seed=seed, n_jobs=n_jobs)
+
+
+def run_metric(metric: Metric, params: Mapping[str, Any], data, encoder: FactorEncoder,
+               rng: np.random.Generator, *, seed: int, n_jobs: int = 1,
+               pool: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+               ) -> dict[str, float]:
+    """Run one metric with resolved ``params``; sample metrics slice ``pool`` when given."""
+    if metric.intervene is not None:
+        return metric.intervene(lambda n, r: _sample_factors(data, n, r), encoder,
+                                tuple(int(s) for s in data.factor_sizes), rng,
+                                seed=seed, n_jobs=n_jobs, **metric.score_params(params))
+    n_train, n_test = metric.sample_sizes(params)
+    if pool is None:
+        factors = _sample_factors(data, n_train + n_test, rng)
+        codes = encoder(factors)
+        pool = (codes[:n_train], factors[:n_train], codes[n_train:], factors[n_train:])
+    c_tr, f_tr, c_te, f_te = pool
+    if len(c_tr) < n_train or len(c_te) < n_test:
+        raise ValueError(f"sample pool too small for {metric.name}")
+    if "fit_sizes" in metric.extra:
+        return metric.extra["fit_sizes"](params, pool, seed=seed, n_jobs=n_jobs)
+    return metric.score(c_tr[:n_train], f_tr[:n_train], c_te[:n_test], f_te[:n_test],
+                        seed=seed, n_jobs=n_jobs, **metric.score_params(params))
+
+
+def compute_metric_on_samples(name: str, codes_train: np.ndarray, factors_train: np.ndarray,
+                              codes_test: np.ndarray | None = None,
+                              factors_test: np.ndarray | None = None, *, seed: int = 0,
+                              n_jobs: int = 1, **overrides: Any) -> dict[str, float]:
+    """Score given arrays as they are: codes (N, D), factors (N, K) integer class indices.
+
+    Sampling parameters (num_train, num_test, batch_size) do not apply here. ``seed`` seeds the
+    sklearn estimators exactly as disentanglement_lib's global ``np.random.seed(seed)`` would.
+    """
+    metric = get_metric(name)
+    if metric.score is None:
+        raise UserError(f"metric {name} intervenes on factors and needs a dataset: use compute_metric")
+    bad = sorted(set(overrides) & {"num_train", "num_test", "batch_size"})
+    if bad:
+        raise UserError(f"{bad[0]} does not apply to compute_metric_on_samples: the arrays are used as given")
+    params = metric.score_params(metric.params(overrides))
+    if metric.uses_test and (codes_test is None or factors_test is None):
+        raise UserError(f"metric {name} needs codes_test and factors_test")
+    if codes_test is None:
+        codes_test = np.zeros((0, np.shape(codes_train)[-1]))
+        factors_test = np.zeros((0, np.shape(factors_train)[-1]), dtype=np.int64)
+    return metric.score(codes_train, factors_train, codes_test, factors_test,
+                        seed=seed, n_jobs=n_jobs, **params)
+
+
+def _sample_factors(data, n: int, rng: np.random.Generator) -> np.ndarray:
+    factors = np.asarray(data.sample_factors(n, rng))
+    if factors.shape != (n, len(data.factor_sizes)):
+        raise UserError(f"dataset {getattr(data, 'name', '?')} returned factors of shape {factors.shape}")
+    return factors.astype(np.int64, copy=False)
+
+
+__all__ = ["METRICS", "Metric", "compute_metric", "compute_metric_on_samples", "get_metric"]

@@ -1,0 +1,121 @@
+"""Baselines of the β-VAE paper's comparison table (Higgins et al. 2017, Table 1): PCA, FastICA, raw
+pixels and an untrained (randomly initialised) encoder. They "train" by fitting on `fit_samples`
+observations of the job's data stream (or not at all) and expose the same encode/decode interface.
+
+Their representations are deterministic: "sampled" equals "mean" (except the untrained encoder, which
+has a log-variance head). Their summary has `reconstruction_mse` (per-image summed squared error of
+decode(encode(x)), batch mean) instead of the VAE terms, so values are never mixed with a Bernoulli NLL.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA, FastICA
+from sklearn.exceptions import ConvergenceWarning
+
+from benchmark.models.base import BuildContext, System
+from benchmark.models.vae import GaussianVAE
+
+
+class _LinearBaseline(System):
+    """codes = (x − mean)·Wᵀ; reconstruction = codes·Aᵀ + mean, with W, A fitted by sklearn."""
+
+    fitted = True
+
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.num_latent = ctx.num_latent
+        pixels = math.prod(ctx.observation_shape)
+        self.register_buffer("offset", torch.zeros(pixels))
+        self.register_buffer("unmixing", torch.zeros(ctx.num_latent, pixels))
+        self.register_buffer("mixing", torch.zeros(pixels, ctx.num_latent))
+
+    def _estimator(self, seed: int):
+        raise NotImplementedError
+
+    def fit(self, draw_numpy: Callable[[int], np.ndarray], seed: int) -> None:
+        x = np.asarray(draw_numpy(self.ctx.fit_samples), np.float32).reshape(self.ctx.fit_samples, -1)
+        est = self._estimator(seed % 2**32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(x)
+        unmixing, mixing = self._matrices(est)
+        self.offset.copy_(torch.as_tensor(est.mean_, dtype=torch.float32))
+        self.unmixing.copy_(torch.as_tensor(unmixing, dtype=torch.float32))
+        self.mixing.copy_(torch.as_tensor(mixing, dtype=torch.float32))
+
+    def encode(self, x: torch.Tensor):
+        return (x.flatten(1) - self.offset) @ self.unmixing.T, None
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        x = z @ self.mixing.T + self.offset
+        return x.clamp(0, 1).view(-1, *self.ctx.observation_shape)
+
+    def summary_terms(self, x, step, generator):
+        err = (self.decode(self.encode(x)[0]) - x).pow(2).flatten(1).sum(1).mean()
+        return {"reconstruction_mse": err}
+
+
+class PCABaseline(_LinearBaseline):
+    """Principal components (randomized SVD, seeded); codes are the projections (not whitened)."""
+
+    def _estimator(self, seed: int):
+        return PCA(n_components=self.num_latent, svd_solver="randomized", random_state=seed)
+
+    @staticmethod
+    def _matrices(est):
+        return est.components_, est.components_.T
+
+
+class FastICABaseline(_LinearBaseline):
+    """FastICA (Hyvärinen 1999; sklearn, logcosh, unit-variance whitening, seeded)."""
+
+    def __init__(self, ctx: BuildContext, max_iter: int) -> None:
+        super().__init__(ctx)
+        self.max_iter = max_iter
+
+    def _estimator(self, seed: int):
+        return FastICA(n_components=self.num_latent, whiten="unit-variance", max_iter=self.max_iter,
+                       random_state=seed)
+
+    @staticmethod
+    def _matrices(est):
+        return est.components_, est.mixing_
+
+
+class RawPixels(System):
+    """The flattened image itself; `num_latent` = C·H·W (the config's num_latent is ignored)."""
+
+    fitted = True
+
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__()
+        self.shape = ctx.observation_shape
+        self.num_latent = math.prod(ctx.observation_shape)
+
+    def fit(self, draw_numpy, seed):
+        pass
+
+    def encode(self, x):
+        return x.flatten(1), None
+
+    def decode(self, z):
+        return z.clamp(0, 1).view(-1, *self.shape)
+
+
+class UntrainedEncoder(GaussianVAE):
+    """The study's VAE at its seeded initialisation, never trained (0 steps); summary as a β=1 VAE."""
+
+    fitted = True
+
+    def make_optimizers(self):
+        return {}
+
+    def fit(self, draw_numpy, seed):
+        pass

@@ -1,0 +1,406 @@
+"""The training loop: seeding, atomic checkpoints, resume, divergence guard, post-training summary.
+
+`train(method, params, data, seed=..., config=..., checkpoint_dir=...)` trains any method of
+`benchmark.models.METHODS` on any ground-truth dataset (only `observation_shape` and
+`sample_observations(n, rng)` are used) and returns a `TrainedModel`.
+
+Reproducibility: the seed is split (numpy SeedSequence) into independent streams for the weight
+initialisation, the training noise (reparameterisation, shuffles), the data stream (one i.i.d. batch
+per iteration, with replacement, as dlib's input pipeline), the baselines' fitting and the summary
+evaluation. Every stream's state is in the checkpoint, so N steps + resume to 2N equals 2N steps in
+one go, bitwise, on the CPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.errors import UserError
+from benchmark.models import METHODS, validate_params
+from benchmark.models.architectures import init_weights
+from benchmark.models.base import BuildContext, System
+from benchmark.models.losses import sample_gaussian
+
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_FORMAT = 1
+# Fields that must match between a checkpoint and the run that resumes it.
+_RESUME_KEYS = ("num_latent", "batch_size", "learning_rate", "architecture", "reconstruction_loss",
+                "fit_samples")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; defaults are the study's (dlib `shared.gin`) where it has one.
+
+    architecture: "conv" (dlib conv encoder / deconv decoder, needs 64x64 inputs), "fc" (dlib's fully
+    connected variant, any size) or "auto" (conv for 64x64, fc otherwise).
+    eval_batches: batches of fresh data the post-training summary averages over (dlib: 1000).
+    fit_samples: observations the fitted baselines (PCA, ICA) are fitted on.
+    """
+
+    steps: int = 300_000
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    num_latent: int = 10
+    checkpoint_every: int = 1000
+    device: str = "auto"
+    architecture: str = "auto"
+    reconstruction_loss: str = "bernoulli"
+    eval_batches: int = 1000
+    log_every: int = 100
+    fit_samples: int = 10_000
+
+    def validate(self) -> None:
+        for name in ("batch_size", "num_latent", "checkpoint_every", "log_every", "fit_samples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UserError(f"train config {name} must be a positive integer, "
+                                f"got {getattr(self, name)!r}")
+        for name in ("steps", "eval_batches"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise UserError(f"train config {name} must be a non-negative integer, "
+                                f"got {getattr(self, name)!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise UserError(f"train config learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.architecture not in ("auto", "conv", "fc"):
+            raise UserError(f"train config architecture must be auto, conv or fc, "
+                            f"got {self.architecture!r}")
+        if self.reconstruction_loss not in ("bernoulli", "l2"):
+            raise UserError(f"train config reconstruction_loss must be bernoulli or l2, "
+                            f"got {self.reconstruction_loss!r}")
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite at `step`; the job should be recorded as diverged."""
+
+    def __init__(self, step: int, message: str) -> None:
+        super().__init__(f"diverged at step {step}: {message}")
+        self.step = step
+        self.message = message
+
+
+# --------------------------------------------------------------------------- allocator (perf.md §2)
+
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "268435456",
+}
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_INT_MAX = 2**31 - 1
+
+
+def configure_allocator() -> dict[str, bool]:
+    """Stop glibc returning freed activation buffers to the OS every step (research/perf.md §2: page
+    faults made steps 1.3-10x slower). Sets the env vars (inherited by child processes started
+    afterwards) and applies the same settings to this process with `mallopt`. Idempotent; a no-op
+    outside glibc. Returns {"env": ..., "mallopt": ...}: what was applied."""
+    for k, v in MALLOC_ENV.items():
+        os.environ.setdefault(k, v)
+    applied = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            ok = [libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024),
+                  libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX),  # mallopt takes an int: ~2 GiB
+                  libc.mallopt(_M_TOP_PAD, 256 * 1024 * 1024)]
+            applied = all(r == 1 for r in ok)
+        except (OSError, AttributeError):
+            applied = False
+    return {"env": True, "mallopt": applied}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" → CUDA when visible, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise UserError(f"unknown device {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def resolve_architecture(architecture: str, observation_shape: tuple[int, ...]) -> str:
+    if architecture == "auto":
+        return "conv" if tuple(observation_shape[1:]) == (64, 64) else "fc"
+    if architecture == "conv" and tuple(observation_shape[1:]) != (64, 64):
+        raise UserError(f"architecture 'conv' needs 64x64 observations, got {observation_shape}; "
+                        "use architecture 'fc'")
+    return architecture
+
+
+def _streams(seed: int) -> dict[str, int]:
+    """Independent 63-bit seeds for each random stream of a job."""
+    names = ("init", "noise", "data", "fit", "eval_noise", "eval_data")
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for n, c in zip(names, children, strict=True)}
+
+
+def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+
+
+def build_system(method: str, params: Mapping[str, Any], observation_shape: tuple[int, int, int],
+                 config: TrainConfig, seed: int) -> System:
+    """The method's networks, initialised from the seed's "init" stream (global RNG untouched)."""
+    ctx = BuildContext(
+        observation_shape=tuple(int(s) for s in observation_shape),
+        num_latent=config.num_latent,
+        architecture=resolve_architecture(config.architecture, observation_shape),
+        reconstruction_loss=config.reconstruction_loss,
+        learning_rate=float(config.learning_rate),
+        batch_size=config.batch_size,
+        fit_samples=config.fit_samples,
+    )
+    with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
+        system = METHODS[method].build(ctx, dict(params))
+    gen = torch.Generator().manual_seed(_streams(seed)["init"])
+    init_weights(system, gen)
+    return system
+
+
+# --------------------------------------------------------------------------- the trained model
+
+class TrainedModel:
+    """A trained (or fitted) model: its representation functions, decoder and training summary."""
+
+    def __init__(self, method: str, params: dict[str, Any], seed: int, config: TrainConfig,
+                 system: System, steps: int, summary: dict[str, float], train_seconds: float,
+                 observation_shape: tuple[int, int, int], device: torch.device) -> None:
+        self.method, self.params, self.seed, self.config = method, params, seed, config
+        self.system = system.eval()
+        self.steps = steps
+        self.summary = summary
+        self.train_seconds = train_seconds
+        self.observation_shape = tuple(observation_shape)
+        self.device = device
+
+    @property
+    def num_latent(self) -> int:
+        return int(self.system.num_latent)
+
+    def _check_obs(self, obs: np.ndarray) -> None:
+        if obs.ndim != 4 or tuple(obs.shape[1:]) != self.observation_shape:
+            raise UserError(f"observations must have shape (N, {', '.join(map(str, self.observation_shape))}), "
+                            f"got {tuple(obs.shape)}")
+
+    def represent(self, kind: str = "mean", seed: int | None = None,
+                  batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
+        """`fn(obs (N,C,H,W) float32) -> codes (N, D)`: "mean" = μ(x); "sampled" = μ + σ·ε with ε from
+        a generator seeded by `seed` (fresh noise on every call). Deterministic encoders (autoencoders,
+        PCA, ...) return the same codes for both."""
+        if kind not in ("mean", "sampled"):
+            raise UserError(f"representation must be 'mean' or 'sampled', got {kind!r}")
+        gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else int(seed))
+
+        def represent_fn(obs: np.ndarray) -> np.ndarray:
+            obs = np.asarray(obs)
+            self._check_obs(obs)
+            out = [np.zeros((0, self.num_latent), np.float32)]
+            with torch.inference_mode():
+                for i in range(0, obs.shape[0], batch_size):
+                    mean, logvar = self.system.encode(_to_tensor(obs[i:i + batch_size], self.device))
+                    z = mean
+                    if kind == "sampled" and logvar is not None:
+                        z = sample_gaussian(mean, logvar, gen)
+                    out.append(z.float().cpu().numpy())
+            return np.concatenate(out)
+
+        return represent_fn
+
+    def decode(self, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Codes (N, D) → images (N, C, H, W) in [0, 1] (for traversals)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.num_latent:
+            raise UserError(f"codes must have shape (N, {self.num_latent}), got {tuple(z.shape)}")
+        out = [np.zeros((0, *self.observation_shape), np.float32)]
+        with torch.inference_mode():
+            for i in range(0, z.shape[0], batch_size):
+                x = self.system.decode(_to_tensor(z[i:i + batch_size], self.device))
+                out.append(x.float().clamp(0, 1).cpu().numpy())
+        return np.concatenate(out)
+
+    def reconstruct(self, obs: np.ndarray) -> np.ndarray:
+        """decode(mean code of obs): images (N, C, H, W) in [0, 1]."""
+        return self.decode(self.represent("mean")(obs))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign file: say which
+        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
+
+
+def load_trained(checkpoint_dir: str | Path, device: str = "cpu") -> TrainedModel:
+    """The model saved in `checkpoint_dir/last.pt` (finished or not), on `device`."""
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}")
+    ck = _load_checkpoint(path)
+    config = TrainConfig(**ck["config"])
+    dev = resolve_device(device)
+    system = build_system(ck["method"], ck["params"], tuple(ck["observation_shape"]), config,
+                          ck["seed"])
+    system.load_state_dict(ck["model"])
+    system.to(dev)
+    return TrainedModel(ck["method"], dict(ck["params"]), ck["seed"], config, system, ck["step"],
+                        dict(ck.get("summary") or {}), ck["train_seconds"],
+                        tuple(ck["observation_shape"]), dev)
+
+
+# --------------------------------------------------------------------------- training
+
+def _summary(system: System, data: Any, config: TrainConfig, step: int, seeds: dict[str, int],
+             device: torch.device) -> dict[str, float]:
+    """dlib's `train_results`: each quantity averaged over `eval_batches` fresh batches (stochastic
+    forward pass, as TF's EVAL mode with tf.metrics.mean)."""
+    if config.eval_batches == 0:
+        return {}
+    rng = np.random.default_rng(seeds["eval_data"])
+    gen = torch.Generator(device=device).manual_seed(seeds["eval_noise"])
+    totals: dict[str, torch.Tensor] = {}
+    system.eval()
+    with torch.no_grad():
+        for _ in range(config.eval_batches):
+            x = _to_tensor(data.sample_observations(config.batch_size, rng), device)
+            for k, v in system.summary_terms(x, step, gen).items():
+                totals[k] = totals.get(k, 0.0) + v.double()
+    return {k: float(v) / config.eval_batches for k, v in totals.items()}
+
+
+def _check_finite(window: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
+    losses = torch.stack([m["loss"].float() for _, m in window])
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise Diverged(window[i][0], f"loss is {float(losses[i])}")
+
+
+def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
+          config: TrainConfig | None = None, checkpoint_dir: str | Path | None = None,
+          progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainedModel:
+    """Train (or fit) `method` on `data`; resume from `checkpoint_dir/last.pt` when present.
+
+    Raises `Diverged(step, message)` when the loss becomes NaN/inf (no checkpoint is written past the
+    last finite step), `UserError` on bad input or an incompatible checkpoint."""
+    config = config or TrainConfig()
+    config.validate()
+    params = validate_params(method, params)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    configure_allocator()
+    device = resolve_device(config.device)
+    obs_shape = tuple(int(s) for s in data.observation_shape)
+    seeds = _streams(seed)
+    system = build_system(method, params, obs_shape, config, seed).to(device)
+    optimizers = system.make_optimizers()
+    noise = torch.Generator(device=device).manual_seed(seeds["noise"])
+    data_rng = np.random.default_rng(seeds["data"])
+    step, train_seconds, summary = 0, 0.0, None
+
+    ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ck_path is not None and ck_path.is_file():
+        ck = _load_checkpoint(ck_path)
+        _check_compatible(ck, method, params, seed, config, obs_shape, ck_path)
+        system.load_state_dict(ck["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(ck["optimizers"][name])
+        noise.set_state(ck["noise_rng"])
+        data_rng.bit_generator.state = ck["data_rng"]
+        step, train_seconds = int(ck["step"]), float(ck["train_seconds"])
+        if ck.get("summary") is not None and (system.fitted or step >= config.steps):
+            if step > config.steps and not system.fitted:
+                raise UserError(f"checkpoint {ck_path} is at step {step}, past the requested "
+                                f"{config.steps} steps")
+            return TrainedModel(method, params, seed, config, system, step, dict(ck["summary"]),
+                                train_seconds, obs_shape, device)
+
+    def state(summary_: dict | None) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "method": method, "params": params, "seed": seed,
+            "config": dataclasses.asdict(config), "observation_shape": list(obs_shape),
+            "step": step, "train_seconds": train_seconds,
+            "model": {k: v.detach().cpu() for k, v in system.state_dict().items()},
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "noise_rng": noise.get_state(), "data_rng": data_rng.bit_generator.state,
+            "summary": summary_,
+        }
+
+    def draw() -> torch.Tensor:
+        return _to_tensor(data.sample_observations(config.batch_size, data_rng), device)
+
+    t0 = time.perf_counter()
+    if system.fitted:
+        system.fit(lambda n: data.sample_observations(n, data_rng), seeds["fit"])
+        system.to(device)
+    else:
+        system.train()
+        window: list[tuple[int, dict[str, torch.Tensor]]] = []
+        last_ck = step
+        while step < config.steps:
+            metrics, advanced = system.training_step(draw, step, noise, optimizers)
+            window.append((step, metrics))
+            step += advanced
+            ck_due = step // config.checkpoint_every > last_ck // config.checkpoint_every
+            if ck_due or step >= config.steps or len(window) >= config.log_every:
+                _check_finite(window)
+                if progress is not None:
+                    progress(step, config.steps, {k: float(torch.stack([m[k] for _, m in window]).float().mean())
+                                                  for k in window[-1][1]})
+                window = []
+                if ck_due and ck_path is not None and step < config.steps:
+                    train_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    _atomic_save(state(None), ck_path)
+                    last_ck = step
+    train_seconds += time.perf_counter() - t0
+    summary = _summary(system, data, config, step, seeds, device)
+    if any(not math.isfinite(v) for v in summary.values()):
+        raise Diverged(step, "summary evaluation is not finite")
+    if ck_path is not None:
+        _atomic_save(state(summary), ck_path)
+    return TrainedModel(method, params, seed, config, system, step, summary, train_seconds,
+                        obs_shape, device)
+
+
+def _check_compatible(ck: dict, method: str, params: dict, seed: int, config: TrainConfig,
+                      obs_shape: tuple, path: Path) -> None:
+    if ck.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint {path} has unknown format {ck.get('format')!r}")
+    mine = {"method": method, "params": params, "seed": seed, "observation_shape": list(obs_shape)}
+    mine.update({k: getattr(config, k) for k in _RESUME_KEYS})
+    theirs = {k: ck[k] for k in ("method", "params", "seed", "observation_shape")}
+    theirs.update({k: ck["config"].get(k) for k in _RESUME_KEYS})
+    for k, v in mine.items():
+        if theirs[k] != v:
+            raise UserError(f"checkpoint {path} was written with {k}={theirs[k]!r}, not {v!r}")

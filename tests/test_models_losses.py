@@ -75,11 +75,11 @@ def test_tc_estimator_matches_a_direct_loop():
     z, mean, logvar = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(3))
     expected = 0.0
     for j in range(5):
-        logq = [[-0.5 * ((z[j, l] - mean[i, l]) ** 2 / logvar[i, l].exp() + logvar[i, l]
-                         + math.log(2 * math.pi)) for l in range(3)] for i in range(5)]
+        logq = [[-0.5 * ((z[j, k] - mean[i, k]) ** 2 / logvar[i, k].exp() + logvar[i, k]
+                         + math.log(2 * math.pi)) for k in range(3)] for i in range(5)]
         joint = torch.logsumexp(T([sum(row) for row in logq], dtype=torch.float64), 0)
-        marg = sum(torch.logsumexp(T([logq[i][l] for i in range(5)], dtype=torch.float64), 0)
-                   for l in range(3))
+        marg = sum(torch.logsumexp(T([logq[i][k] for i in range(5)], dtype=torch.float64), 0)
+                   for k in range(3))
         expected += float(joint - marg) / 5
     assert losses.total_correlation(z, mean, logvar).item() == pytest.approx(expected, rel=1e-10)
 

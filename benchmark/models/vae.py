@@ -129,6 +129,7 @@ class FactorVAE(GaussianVAE):
         super().__init__(ctx)
         self.gamma, self.shuffle, self.steps_per_iteration = gamma, shuffle, steps_per_iteration
         self.discriminator = FCDiscriminator(ctx.num_latent)
+        self._probs_z: torch.Tensor | None = None
 
     def make_optimizers(self):
         opts = super().make_optimizers()
@@ -137,7 +138,8 @@ class FactorVAE(GaussianVAE):
         return opts
 
     def regularizer(self, kl, mean, logvar, z, step):
-        logits, _ = self.discriminator(z)
+        logits, probs = self.discriminator(z)
+        self._probs_z = probs  # reused by the discriminator's loss: one forward, as dlib's graph
         return kl + self.gamma * losses.factor_vae_tc(logits)
 
     def training_step(self, draw: Draw, step: int, generator: torch.Generator, optimizers):
@@ -149,12 +151,13 @@ class FactorVAE(GaussianVAE):
             with torch.no_grad():
                 m2, lv2 = self.encoder(draw())
                 z = losses.sample_gaussian(m2, lv2, generator)
-        _, probs_z = self.discriminator(t["_z"].detach())
+        probs_z, self._probs_z = self._probs_z, None
         _, probs_s = self.discriminator(losses.shuffle_codes(z.detach(), generator))
         d_loss = losses.factor_vae_discriminator_loss(probs_z, probs_s)
         vae_params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         d_params = list(self.discriminator.parameters())
-        vae_grads = torch.autograd.grad(t["loss"], vae_params)
+        # Each loss only updates its own networks (dlib's var_list): grads w.r.t. those alone.
+        vae_grads = torch.autograd.grad(t["loss"], vae_params, retain_graph=True)
         d_grads = torch.autograd.grad(d_loss, d_params)
         for p, g in zip(vae_params + d_params, vae_grads + d_grads, strict=True):
             p.grad = g

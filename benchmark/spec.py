@@ -54,9 +54,14 @@ class TrainingSettings(_Strict):
     num_latent: int = Field(10, gt=0)
     checkpoint_every: int = Field(1000, gt=0)
     device: str = "auto"
+    architecture: Literal["auto", "conv", "fc"] = "auto"  # auto: conv for 64x64, fc otherwise
+    reconstruction_loss: Literal["bernoulli", "l2"] = "bernoulli"
+    eval_batches: int = Field(1000, ge=0)  # fresh batches the training summary averages (dlib: 1000)
+    fit_samples: int = Field(10_000, gt=0)  # observations the fitted baselines (PCA, ICA) see
+    log_every: int = Field(100, gt=0)
 
     # Settings that cannot change a trained model's weights stay out of its id.
-    NOT_IN_ID: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "device"})
+    NOT_IN_ID: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "device", "log_every"})
 
 
 class EvaluationSettings(_Strict):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmark.errors import UserError
-from benchmark.models.base import BuildContext, System
+
+if TYPE_CHECKING:
+    from benchmark.models.base import BuildContext, System
 
 
 @dataclass(frozen=True)

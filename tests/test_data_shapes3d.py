@@ -59,3 +59,12 @@ def test_scale_grows_the_object():
     small = (S.render_geometry(S.SCALES[0], 0, 0.0)[0].argmax(0) == 3).sum()
     large = (S.render_geometry(S.SCALES[-1], 0, 0.0)[0].argmax(0) == 3).sum()
     assert large > 2 * small
+
+
+def test_lazy_table_equals_direct_render(ds):
+    f = np.array([[1, 2, 3, 6, 3, 14]])
+    x = ds.sample_observations_from_factors(f, 0)[0]
+    w, spec = S.render_geometry(S.SCALES[6], 3, S.AZIMUTHS_DEG[14])
+    col = np.concatenate([[S.SKY_RGB], S.hue_to_rgb(S.HUES[[1, 2, 3]])])
+    ref = np.clip(np.einsum("khw,kc->chw", w, col) + spec, 0, 1)
+    assert np.allclose(x, ref, atol=1e-6)

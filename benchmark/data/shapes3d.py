@@ -157,16 +157,32 @@ def render_geometry(scale: float, shape: int, azimuth_deg: float):
     return weights.astype(np.float32), spec.astype(np.float32)
 
 
+class GeometryTable:
+    """The 480 geometries, ray-cast lazily on first use: weights (8, 4, 15, 4, H, W), highlights (8, 4, 15, H, W)."""
+
+    def __init__(self):
+        self.weights = np.zeros((8, 4, 15, 4, SIZE, SIZE), dtype=np.float32)
+        self.spec = np.zeros((8, 4, 15, SIZE, SIZE), dtype=np.float32)
+        self.done = np.zeros((8, 4, 15), dtype=bool)
+
+    def ensure(self, scale: np.ndarray, shape: np.ndarray, orientation: np.ndarray) -> None:
+        """Render the listed geometries that are not in the table yet (about 20 ms each)."""
+        missing = ~self.done[scale, shape, orientation]
+        for i, j, k in set(zip(scale[missing].tolist(), shape[missing].tolist(), orientation[missing].tolist(), strict=True)):
+            self.weights[i, j, k], self.spec[i, j, k] = render_geometry(SCALES[i], j, AZIMUTHS_DEG[k])
+            self.done[i, j, k] = True
+
+    def fill(self) -> GeometryTable:
+        """Render every geometry now (about 5-10 s on one core)."""
+        grid = np.indices((8, 4, 15)).reshape(3, -1)
+        self.ensure(*grid)
+        return self
+
+
 @functools.lru_cache(maxsize=1)
-def geometry_table() -> tuple[np.ndarray, np.ndarray]:
-    """All 480 geometries: weights (8, 4, 15, 4, H, W) and highlights (8, 4, 15, H, W), float32 (~32 MB)."""
-    w = np.zeros((8, 4, 15, 4, SIZE, SIZE), dtype=np.float32)
-    s = np.zeros((8, 4, 15, SIZE, SIZE), dtype=np.float32)
-    for i, scale in enumerate(SCALES):
-        for j in range(4):
-            for k, az in enumerate(AZIMUTHS_DEG):
-                w[i, j, k], s[i, j, k] = render_geometry(scale, j, az)
-    return w, s
+def geometry_table() -> GeometryTable:
+    """The process-wide geometry table (shared by every ProceduralShapes3D)."""
+    return GeometryTable()
 
 
 def hue_to_rgb(h: np.ndarray) -> np.ndarray:
@@ -188,11 +204,13 @@ class ProceduralShapes3D(GroundTruthData):
         self.provenance = {"renderer": RENDERER_VERSION, "note": "look-alike of 3dshapes, not pixel-compatible"}
 
     def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
-        weights, spec = geometry_table()
-        w = weights[factors[:, 3], factors[:, 4], factors[:, 5]]  # (n, 4, H, W)
+        table = geometry_table()
+        g = (factors[:, 3], factors[:, 4], factors[:, 5])
+        table.ensure(*g)
+        w = table.weights[g]  # (n, 4, H, W)
         colours = np.empty((len(factors), 4, 3), dtype=np.float32)
         colours[:, 0] = SKY_RGB
         colours[:, 1:] = hue_to_rgb(HUES[factors[:, :3]])
         rgb = np.einsum("nkhw,nkc->nchw", w, colours, optimize=True)
-        rgb += spec[factors[:, 3], factors[:, 4], factors[:, 5]][:, None]
+        rgb += table.spec[g][:, None]
         return np.clip(rgb, 0.0, 1.0, out=rgb)

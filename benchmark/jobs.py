@@ -90,6 +90,8 @@ def _train_and_evaluate(
     )
 
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
+    common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
+                                              default=str)
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

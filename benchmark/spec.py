@@ -155,6 +155,13 @@ class StudySpec(_Strict):
     def dataset_entries(self) -> list[DatasetEntry]:
         return [DatasetEntry(name=d) if isinstance(d, str) else d for d in self.datasets]
 
+    def canonical_datasets(self) -> list[DatasetEntry]:
+        """Entries with aliases resolved ("dsprites" is "dsprites_full"), as job ids hash them."""
+        from benchmark.data import canonical_name
+
+        return [DatasetEntry(name=canonical_name(d.name), source=d.source)
+                for d in self.dataset_entries()]
+
     def seed_list(self) -> list[int]:
         if isinstance(self.seeds, SeedRange):
             return list(range(self.seeds.start, self.seeds.start + self.seeds.count))
@@ -263,7 +270,7 @@ def load_spec(path: str | Path) -> StudySpec:
 
 
 def _check_names(spec: StudySpec, path: Path) -> None:
-    from benchmark.data import DATASETS
+    from benchmark.data import DATASETS, available_sources
     from benchmark.metrics import METRICS
 
     for entry in spec.dataset_entries():
@@ -271,6 +278,10 @@ def _check_names(spec: StudySpec, path: Path) -> None:
             raise UserError(
                 f"spec {path}: unknown dataset {entry.name!r} (known: {', '.join(sorted(DATASETS))})"
             )
+        sources = available_sources(entry.name)
+        if entry.source not in sources:
+            raise UserError(f"spec {path}: dataset {entry.name!r} has no {entry.source!r} source "
+                            f"(available: {', '.join(sources)})")
     ev = spec.evaluation
     names = list(METRICS) if ev.metrics == "all" else ev.metrics
     for name in list(names) + list(ev.overrides):
@@ -307,7 +318,10 @@ def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
     training = spec.training.model_dump()
     resources = spec.resources.model_dump()
     jobs = []
-    for entry in spec.dataset_entries():
+    entries = spec.canonical_datasets()
+    if len({(e.name, e.source) for e in entries}) != len(entries):
+        raise UserError("a dataset is listed twice with the same source (under an alias)")
+    for entry in entries:
         for method, params in settings:
             for seed in spec.seed_list():
                 job = Job(

@@ -55,6 +55,7 @@ TAIL_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("numpy_version", pa.string()),
     ("python_version", pa.string()),
     ("job_config", pa.string()),
+    ("dataset_provenance", pa.string()),
     ("finished_at", pa.timestamp("us", tz="UTC")),
 ]
 

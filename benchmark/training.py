@@ -8,7 +8,9 @@ Reproducibility: the seed is split (numpy SeedSequence) into independent streams
 initialisation, the training noise (reparameterisation, shuffles), the data stream (one i.i.d. batch
 per iteration, with replacement, as dlib's input pipeline), the baselines' fitting and the summary
 evaluation. Every stream's state is in the checkpoint, so N steps + resume to 2N equals 2N steps in
-one go, bitwise, on the CPU.
+one go, bitwise, on the CPU. On CUDA, results are reproducible only as far as cuDNN's kernels are
+deterministic (not forced here: `torch.backends.cudnn.deterministic` is the executor's choice); a job
+resumed on another device type continues with a noise stream derived from (seed, step).
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ class TrainConfig:
     eval_batches: int = 1000
     log_every: int = 100
     fit_samples: int = 10_000
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a spec's mapping; an unknown key is a UserError naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown training setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        config = cls(**values)
+        config.validate()
+        return config
 
     def validate(self) -> None:
         for name in ("batch_size", "num_latent", "checkpoint_every", "log_every", "fit_samples"):
@@ -335,7 +348,10 @@ def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
         system.load_state_dict(ck["model"])
         for name, opt in optimizers.items():
             opt.load_state_dict(ck["optimizers"][name])
-        noise.set_state(ck["noise_rng"])
+        if ck.get("noise_device", "cpu") == device.type:
+            noise.set_state(ck["noise_rng"])
+        else:  # CPU and CUDA generator states are not interchangeable: continue on a derived stream
+            noise.manual_seed((seeds["noise"] + int(ck["step"])) % 2**63)
         data_rng.bit_generator.state = ck["data_rng"]
         step, train_seconds = int(ck["step"]), float(ck["train_seconds"])
         if ck.get("summary") is not None and (system.fitted or step >= config.steps):
@@ -352,7 +368,7 @@ def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
             "step": step, "train_seconds": train_seconds,
             "model": {k: v.detach().cpu() for k, v in system.state_dict().items()},
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-            "noise_rng": noise.get_state(), "data_rng": data_rng.bit_generator.state,
+            "noise_rng": noise.get_state(), "noise_device": device.type, "data_rng": data_rng.bit_generator.state,
             "summary": summary_,
         }
 

@@ -167,6 +167,14 @@ def test_bad_config_and_params_raise_user_errors():
         train("beta_vae", {}, d, seed=-1, config=TrainConfig(steps=1))
 
 
+def test_train_config_from_dict():
+    assert TrainConfig.from_dict({"steps": 5}).steps == 5
+    with pytest.raises(UserError, match="'stepz'"):
+        TrainConfig.from_dict({"stepz": 5})
+    with pytest.raises(UserError, match="architecture"):
+        TrainConfig.from_dict({"architecture": "mlp"})
+
+
 def test_configure_allocator_sets_env(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     out = configure_allocator()

@@ -308,7 +308,11 @@ def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
             if clash:
                 raise UserError(f"hyperparameter {sorted(clash)[0]!r} of {method} names a results column")
             settings.append((method, params))
-    param_columns = tuple(sorted({name for _, params in settings for name in params}))
+    # One float column per numeric hyperparameter (string options live in model_params only).
+    param_columns = tuple(sorted({
+        name for _, params in settings for name, value in params.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }))
 
     evaluation = spec.evaluation.model_dump()
     if evaluation["metrics"] == "all":

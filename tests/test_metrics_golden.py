@@ -13,7 +13,8 @@ from benchmark.metrics import compute_metric_on_samples
 
 GOLDEN, CASES = load_golden()
 N_TRAIN = GOLDEN["meta"]["n_train"]
-EXACT = ["mig"]
+EXACT = ["mig", "dci", "sap", "modularity_explicitness", "unsupervised", "irs",
+         "downstream_lr", "downstream_gbt"]
 
 
 def _split(case):

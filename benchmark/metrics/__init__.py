@@ -18,15 +18,61 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import UserError
-from benchmark.metrics import mig
+from benchmark.metrics import (
+    aam_mmig,
+    beta_vae,
+    dci,
+    downstream,
+    factor_vae,
+    irs,
+    mig,
+    modularity_explicitness,
+    sap,
+    unsupervised,
+)
 from benchmark.metrics.base import Metric
 from benchmark.metrics.sampling import FactorEncoder
 
+_SIZES = [10, 100, 1000, 10000]
+
+# Defaults: unsupervised_study_v1's metric configs (irs: config/sample/irs/irs.gin).
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
+        Metric("beta_vae", {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
+               "BetaVAE score (Higgins et al. 2017)", intervene=beta_vae.intervene),
+        Metric("factor_vae", {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
+                              "num_variance_estimate": 10000, "prune_dims_threshold": 0.05},
+               "FactorVAE score (Kim & Mnih 2018)", intervene=factor_vae.intervene),
         Metric("mig", {"num_train": 10000, "num_bins": 20},
                "Mutual Information Gap (Chen et al. 2018)", score=mig.score, uses_test=False),
+        Metric("dci", {"num_train": 10000, "num_test": 5000},
+               "DCI disentanglement/completeness/informativeness (Eastwood & Williams 2018)",
+               score=dci.score),
+        Metric("sap", {"num_train": 10000, "num_test": 5000, "continuous_factors": False},
+               "SAP score (Kumar et al. 2018)", score=sap.score),
+        Metric("modularity_explicitness", {"num_train": 10000, "num_test": 5000, "num_bins": 20},
+               "Modularity and explicitness (Ridgeway & Mozer 2018)",
+               score=modularity_explicitness.score),
+        Metric("unsupervised", {"num_train": 10000, "num_bins": 20},
+               "Gaussian TC, Wasserstein correlation, mean code MI (Locatello et al. 2019)",
+               score=unsupervised.score, uses_test=False),
+        Metric("downstream_lr", {"num_train": _SIZES, "num_test": 5000,
+                                 "efficiency_sizes": (100, 10000)},
+               "Downstream accuracy, LogisticRegressionCV (Locatello et al. 2019)",
+               score=downstream.score_lr,
+               extra={"fit_sizes": lambda p, pool, **kw: downstream.downstream_sizes("lr", p, pool, **kw)}),
+        Metric("downstream_gbt", {"num_train": _SIZES, "num_test": 5000,
+                                  "efficiency_sizes": (100, 10000)},
+               "Downstream accuracy, gradient boosted trees (Locatello et al. 2019)",
+               score=downstream.score_gbt,
+               extra={"fit_sizes": lambda p, pool, **kw: downstream.downstream_sizes("gbt", p, pool, **kw)}),
+        Metric("irs", {"num_train": 10000, "diff_quantile": 0.99, "num_bins": 20},
+               "Interventional Robustness Score (Suter et al. 2019)", score=irs.score, uses_test=False),
+        Metric("aam", {"num_train": 10000, "num_bins": 20},
+               "Axis-alignment metric (Dubois et al.)", score=aam_mmig.score_aam, uses_test=False),
+        Metric("mmig", {"num_train": 10000, "num_bins": 20},
+               "Modified MIG (Dubois et al.)", score=aam_mmig.score_mmig, uses_test=False),
     ]
 }
 
@@ -61,7 +107,7 @@ def run_metric(metric: Metric, params: Mapping[str, Any], data, encoder: FactorE
     if metric.intervene is not None:
         return metric.intervene(lambda n, r: _sample_factors(data, n, r), encoder,
                                 tuple(int(s) for s in data.factor_sizes), rng,
-                                seed=seed, n_jobs=n_jobs, **metric.score_params(params))
+                                seed=seed, n_jobs=n_jobs, **params)
     n_train, n_test = metric.sample_sizes(params)
     if pool is None:
         factors = _sample_factors(data, n_train + n_test, rng)

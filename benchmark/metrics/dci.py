@@ -1,0 +1,90 @@
+"""DCI: Disentanglement, Completeness, Informativeness (Eastwood & Williams, ICLR 2018).
+
+As disentanglement_lib's `dci.py`: one `GradientBoostingClassifier()` (sklearn defaults) per factor,
+importance = |feature_importances_|, D and C from base-K / base-D entropies of the normalised
+importance matrix (rows = codes, columns = factors).
+
+Naming fix: dlib stores informativeness in variables called ``train_err`` / ``test_err`` although
+they hold mean classification *accuracies*; the keys ``informativeness_train`` / ``_test`` here are
+the same accuracies (higher is better), named for what they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+from sklearn.ensemble import GradientBoostingClassifier
+
+from benchmark.metrics import utils
+from benchmark.metrics.parallel import run_fits
+
+
+def disentanglement_per_code(importance_matrix: np.ndarray) -> np.ndarray:
+    """1 − entropy (base K) of each code's importance over the K factors."""
+    return 1.0 - scipy.stats.entropy(importance_matrix.T + 1e-11, base=importance_matrix.shape[1])
+
+
+def disentanglement(importance_matrix: np.ndarray) -> float:
+    """Disentanglement of an importance matrix (codes × factors), weighted by code importance."""
+    importance_matrix = np.asarray(importance_matrix, dtype=np.float64)
+    per_code = disentanglement_per_code(importance_matrix)
+    if importance_matrix.sum() == 0.0:
+        importance_matrix = np.ones_like(importance_matrix)
+    code_importance = importance_matrix.sum(axis=1) / importance_matrix.sum()
+    return float(np.sum(per_code * code_importance))
+
+
+def completeness_per_factor(importance_matrix: np.ndarray) -> np.ndarray:
+    """1 − entropy (base D) of each factor's importance over the D codes."""
+    return 1.0 - scipy.stats.entropy(importance_matrix + 1e-11, base=importance_matrix.shape[0])
+
+
+def completeness(importance_matrix: np.ndarray) -> float:
+    """Completeness of an importance matrix (codes × factors), weighted by factor importance."""
+    importance_matrix = np.asarray(importance_matrix, dtype=np.float64)
+    per_factor = completeness_per_factor(importance_matrix)
+    if importance_matrix.sum() == 0.0:
+        importance_matrix = np.ones_like(importance_matrix)
+    factor_importance = importance_matrix.sum(axis=0) / importance_matrix.sum()
+    return float(np.sum(per_factor * factor_importance))
+
+
+def gbt_trees(y: np.ndarray, n_estimators: int = 100) -> int:
+    """Trees one GradientBoostingClassifier fit grows (each draws one integer from its RNG)."""
+    k = np.unique(y).size
+    return n_estimators * (1 if k == 2 else k)
+
+
+def _fit_gbt(x_train, y_train, x_test, y_test, random_state):
+    model = GradientBoostingClassifier(random_state=random_state).fit(x_train, y_train)
+    return (np.abs(model.feature_importances_), np.mean(model.predict(x_train) == y_train),
+            np.mean(model.predict(x_test) == y_test))
+
+
+def importance_gbt(codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,
+                   n_jobs: int = 1) -> tuple[np.ndarray, float, float]:
+    """(importance (D, K), mean train accuracy, mean test accuracy) from one GBT per factor.
+
+    The fits' random states reproduce dlib's shared global stream after ``np.random.seed(seed)``.
+    """
+    k = factors_train.shape[1]
+    states = utils.sklearn_random_states(seed, [gbt_trees(factors_train[:, j]) for j in range(k)])
+    fits = run_fits(_fit_gbt, [(codes_train, factors_train[:, j], codes_test, factors_test[:, j],
+                                states[j]) for j in range(k)], n_jobs)
+    importance = np.stack([f[0] for f in fits], axis=1)
+    return importance, float(np.mean([f[1] for f in fits])), float(np.mean([f[2] for f in fits]))
+
+
+def dci(codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,
+        n_jobs: int = 1) -> dict[str, float]:
+    """DCI scores. Keys: disentanglement, completeness, informativeness_train, informativeness_test."""
+    codes_train, factors_train = utils.check_pair(codes_train, factors_train, "train")
+    codes_test, factors_test = utils.check_pair(codes_test, factors_test, "test")
+    utils.require_multiclass(factors_train, "dci")
+    importance, acc_train, acc_test = importance_gbt(codes_train, factors_train, codes_test,
+                                                     factors_test, seed=seed, n_jobs=n_jobs)
+    return {"informativeness_train": acc_train, "informativeness_test": acc_test,
+            "disentanglement": disentanglement(importance), "completeness": completeness(importance)}
+
+
+score = dci

@@ -41,7 +41,7 @@ def settings(w: pd.DataFrame, hp_cols: list[str]) -> pd.DataFrame:
     for _, row in w.iterrows():
         cols = swept.get(str(row["model"]), [])
         vals = tuple(row[c] for c in cols)
-        labels.append(", ".join(f"{hyperparameter_name(c)}={_fmt(v)}" for c, v in zip(cols, vals))
+        labels.append(", ".join(f"{hyperparameter_name(c)}={_fmt(v)}" for c, v in zip(cols, vals, strict=False))
                       or _NO_SETTING)
         orders.append(tuple(-math.inf if pd.isna(v) else float(v) for v in vals))
     return pd.DataFrame({"setting": labels, "setting_order": orders}, index=w.index)
@@ -50,7 +50,7 @@ def settings(w: pd.DataFrame, hp_cols: list[str]) -> pd.DataFrame:
 def ordered_settings(d: pd.DataFrame) -> list[str]:
     """The distinct settings of ``d`` (with ``setting``, ``setting_order``) in value order."""
     pairs = d[["setting", "setting_order"]].drop_duplicates("setting")
-    return [s for s, _ in sorted(zip(pairs["setting"], pairs["setting_order"]),
+    return [s for s, _ in sorted(zip(pairs["setting"], pairs["setting_order"], strict=False),
                                  key=lambda t: (t[1], t[0]))]
 
 
@@ -63,7 +63,7 @@ def variance_decomposition(values, method, setting) -> dict[str, float]:
     """
     y = np.asarray(values, dtype=float)
     m = np.asarray([str(x) for x in method])
-    s = np.asarray([f"{a}\x00{b}" for a, b in zip(method, setting)])  # settings nest in methods
+    s = np.asarray([f"{a}\x00{b}" for a, b in zip(method, setting, strict=False)])  # settings nest in methods
     keep = ~np.isnan(y)
     y, m, s = y[keep], m[keep], s[keep]
     total = float(((y - y.mean()) ** 2).sum()) if len(y) else 0.0
@@ -116,7 +116,7 @@ def draw_violins(w: pd.DataFrame, score_col: str, score_name: str, path: Path,
                   ha="right", rotation_mode="anchor")
     ax.set_title("all methods")
     ax.set_ylabel(score_name)
-    for ax, m in zip(flat[1:], methods):
+    for ax, m in zip(flat[1:], methods, strict=False):
         dm = d[d["model"].astype(str) == m]
         order = ordered_settings(dm)
         _violins(ax, [dm.loc[dm["setting"] == s, score_col].to_numpy(float) for s in order],
@@ -145,7 +145,7 @@ def draw_variance_shares(shares: pd.DataFrame, path: Path, title: str) -> Path:
     for part in ("method", "hyperparameter", "seed"):
         v = shares[part].to_numpy(float)
         ax.barh(y, v, left=left, color=colors[part], label=part, height=0.65)
-        for yi, (l0, vi) in enumerate(zip(left, v)):
+        for yi, (l0, vi) in enumerate(zip(left, v, strict=False)):
             if vi >= 0.08:
                 ax.text(l0 + vi / 2, yi, f"{vi:.0%}", ha="center", va="center", fontsize=7,
                         color="white")
@@ -169,7 +169,7 @@ def draw_total_correlation(mean_rows: pd.DataFrame, sampled_rows: pd.DataFrame, 
     fig, axes = style.new_figure(3.0 * cols, 2.6 * rows, rows, cols, sharey=True)
     flat = axes.ravel()
     positive = all((d[col].dropna() > 0).all() for d in (mean_rows, sampled_rows))
-    for ax, m in zip(flat, methods):
+    for ax, m in zip(flat, methods, strict=False):
         both = pd.concat([mean_rows, sampled_rows])
         order = ordered_settings(both[both["model"].astype(str) == m])
         for d, label, color in ((sampled_rows, "sampled", "#DD8452"),
@@ -204,7 +204,7 @@ def draw_kl_per_dimension(jobs: pd.DataFrame, kl_cols: list[str], path: Path,
     flat = axes.ravel()
     x = np.arange(1, len(kl_cols) + 1)
     cmap = style.plt.get_cmap("viridis")
-    for ax, m in zip(flat, methods):
+    for ax, m in zip(flat, methods, strict=False):
         dm = jobs[jobs["model"].astype(str) == m]
         order = ordered_settings(dm)
         shade = {s: cmap(i / max(1, len(order) - 1) * 0.9) for i, s in enumerate(order)}

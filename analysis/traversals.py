@@ -82,7 +82,7 @@ def draw_traversal(model: TrainedModel, observations: np.ndarray, path: Path, ti
     h = obs.shape[2]
     width = 0.55 * max(len(obs), len(values)) + 1.2
     fig = style.plt.figure(figsize=(width, 0.55 * (2 + d) + 1.2))
-    gs = fig.add_gridspec(2, 1, height_ratios=[top.shape[0], bottom.shape[0]], hspace=0.25)
+    gs = fig.add_gridspec(2, 1, height_ratios=[top.shape[0], bottom.shape[0]], hspace=0.04)
     ax_top, ax_bot = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     ax_top.imshow(top, interpolation="nearest")
     ax_top.set_yticks([h / 2, h * 1.5 + 2], ["input", "reconstruction"])

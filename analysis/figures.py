@@ -34,6 +34,8 @@ from benchmark.errors import UserError
 DEFAULT_EFFICIENCY_SCORE = "factor_vae.eval_accuracy"  # Locatello et al. Fig. 6 uses it
 REPRESENTATION_ORDER = {"mean": 0, "sampled": 1}
 TRAVERSAL_OBSERVATIONS = 8
+# Every contract column but the long JSON ones, which no figure needs.
+FIGURE_COLUMNS = tuple(c for c in load.CONTRACT_COLUMNS if c not in ("job_config", "model_params"))
 
 
 def get_dataset(name: str, source: str):
@@ -72,7 +74,7 @@ def draw_study(study_dir: Path, out_dir: Path | None = None,
     rep = report.Report(out_dir=out_dir)
     failures = load.load_failures(study_dir)
     try:
-        df = load.load_results(study_dir)
+        df = load.load_results(study_dir, FIGURE_COLUMNS)
     except UserError as e:
         if failures.empty:
             raise

@@ -9,7 +9,8 @@ absent columns read as null.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,23 +53,38 @@ def row_files(results_dir: str | Path) -> list[Path]:
     return [f for d in study_dirs(results_dir) for f in sorted((d / "rows").glob("*.parquet"))]
 
 
-def _read_tables(files: Iterable[Path]) -> list[pa.Table]:
-    # Parquet decoding releases the GIL: a few threads read thousands of small files in seconds.
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda f: pq.read_table(f), files))
+def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
+    # ParquetFile.read skips the dataset discovery of pq.read_table: ~3x faster on small files.
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    if columns is not None:  # keep the asked contract columns and every hyperparameter column
+        names = [c for c in names if c in columns or c not in CONTRACT_COLUMNS]
+    try:
+        return pf.read(columns=names, use_threads=False)
+    except (OSError, pa.ArrowException) as e:
+        raise UserError(f"cannot read {path}: {e}".splitlines()[0]) from e
 
 
-def load_results(results_dir: str | Path) -> pd.DataFrame:
+def _read_tables(files: Sequence[Path], columns: Sequence[str] | None) -> list[pa.Table]:
+    # Decoding releases the GIL, so a few threads overlap file-system waits with decoding.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda f: _read_one(f, columns), files))
+
+
+def load_results(results_dir: str | Path,
+                 columns: Sequence[str] | None = None) -> pd.DataFrame:
     """All result rows of a study directory, or of every study under a results root.
 
     Returns one tidy DataFrame (the columns of the results-row contract plus every hyperparameter
     column seen in any file; null where a file lacks it), rows ordered by file name then row.
+    ``columns`` limits the contract columns read (hyperparameter columns are always read); leaving
+    out the long JSON columns (job_config, model_params) saves most of the memory of a big store.
     Raises ``UserError`` when the directory has no study or no rows.
     """
     files = row_files(results_dir)
     if not files:
         raise UserError(f"no result rows under {results_dir} (rows/*.parquet is empty)")
-    tables = _read_tables(files)
+    tables = _read_tables(files, columns)
     table = pa.concat_tables(tables, promote_options="permissive")
     df = table.to_pandas()
     if "seed" in df.columns:

@@ -1,0 +1,7 @@
+"""Figures and an HTML report from a results store (DESIGN.md §6).
+
+``analysis.load.load_results(dir)`` reads the store into one tidy DataFrame,
+``analysis.load.wide(df)`` pivots it to one row per job × representation, and
+``analysis.figures.draw_all(dir)`` draws every figure and writes ``index.html``.
+Importing the package does not import torch (only latent traversals load a model).
+"""

@@ -1,0 +1,318 @@
+"""Draw every figure of a results store and write index.html (DESIGN.md §6).
+
+Per dataset (and dataset source: procedural and file-based renderings are never pooled) and per
+representation (mean, sampled): the Spearman heatmap between scores (Locatello et al. 2019,
+Fig. 2), scores vs downstream accuracy and efficiency (Fig. 5), efficiency vs a chosen score
+(Fig. 6), score distributions per method and hyperparameter, and the variance explained by method,
+hyperparameter and seed; per dataset: total correlation of the sampled vs the mean representation
+(Fig. 3), per-dimension KL and latent traversals (seeds poster, Figs. 3 and 2).
+
+Figures are a pure function of the store: inputs are sorted, PNG metadata carries no version or
+date, and the index is built from the store alone.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import distributions, downstream, heatmaps, load, report, traversals
+from analysis.names import (
+    TC_COLUMN,
+    downstream_columns,
+    kl_dim_columns,
+    method_name,
+    score_columns,
+    slug,
+)
+from benchmark.errors import UserError
+
+DEFAULT_EFFICIENCY_SCORE = "factor_vae.eval_accuracy"  # Locatello et al. Fig. 6 uses it
+REPRESENTATION_ORDER = {"mean": 0, "sampled": 1}
+TRAVERSAL_OBSERVATIONS = 8
+# Every contract column but the long JSON ones, which no figure needs.
+FIGURE_COLUMNS = tuple(c for c in load.CONTRACT_COLUMNS if c not in ("job_config", "model_params"))
+
+
+def get_dataset(name: str, source: str):
+    """``benchmark.data.get_dataset`` (imported lazily: only traversals need observations)."""
+    from benchmark.data import get_dataset as _get
+
+    return _get(name, source)
+
+
+def draw_all(results_dir: str | Path, out_dir: str | Path | None = None,
+             traversal_jobs: Iterable[str] | None = None,
+             efficiency_score: str = DEFAULT_EFFICIENCY_SCORE) -> report.Report:
+    """Draw every figure of the study (or of each study under a results root).
+
+    ``out_dir`` defaults to ``<study dir>/figures`` (with several studies: ``out_dir/<study>``).
+    ``traversal_jobs``: job or model ids to draw traversals for; None = one model per dataset and
+    method (the first by hyperparameter, seed, id that has a checkpoint); empty = none.
+    ``efficiency_score``: the "metric.key" column plotted against efficiency (Fig. 6).
+    Returns the Report: figures written (path, caption), skips with reasons, index pages.
+    """
+    dirs = load.study_dirs(results_dir)
+    out = report.Report(out_dir=Path(out_dir) if out_dir else dirs[0] / "figures")
+    for d in dirs:
+        target = None if out_dir is None else (
+            Path(out_dir) if len(dirs) == 1 else Path(out_dir) / d.name)
+        out.extend(draw_study(d, target, traversal_jobs, efficiency_score))
+    return out
+
+
+def draw_study(study_dir: Path, out_dir: Path | None = None,
+               traversal_jobs: Iterable[str] | None = None,
+               efficiency_score: str = DEFAULT_EFFICIENCY_SCORE) -> report.Report:
+    """Every figure of one study directory, and its index.html."""
+    study_dir = Path(study_dir)
+    out_dir = Path(out_dir) if out_dir is not None else study_dir / "figures"
+    rep = report.Report(out_dir=out_dir)
+    failures = load.load_failures(study_dir)
+    try:
+        df = load.load_results(study_dir, FIGURE_COLUMNS)
+    except UserError as e:
+        if failures.empty:
+            raise
+        df = pd.DataFrame()
+        rep.skip("every figure", str(e))
+    if len(df):
+        _draw_frame(df, study_dir, out_dir, rep, traversal_jobs, efficiency_score)
+    studies = sorted(df["study"].dropna().astype(str).unique()) if "study" in df else []
+    title = f"Study {', '.join(studies) or study_dir.name}"
+    tables = report.summary_tables(df, failures)
+    report.write_index(rep, title, tables, out_dir / "index.html")
+    rep.indexes.append(out_dir / "index.html")
+    return rep
+
+
+def _representations(w: pd.DataFrame) -> list[str]:
+    reps = w["representation"].dropna().astype(str).unique()
+    return sorted(reps, key=lambda r: (REPRESENTATION_ORDER.get(r, 9), r))
+
+
+def _draw_frame(df: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Report,
+                traversal_jobs, efficiency_score: str) -> None:
+    hp_cols = load.hyperparameter_columns(df)
+    w = downstream.with_efficiency(load.wide(df))
+    w = pd.concat([w, distributions.settings(w, hp_cols)], axis=1)
+    group_keys = w[["dataset", "dataset_source"]].astype(str).drop_duplicates()
+    for dataset, source in sorted(map(tuple, group_keys.to_numpy())):
+        wd = w[(w["dataset"].astype(str) == dataset) & (w["dataset_source"].astype(str) == source)]
+        section = f"{dataset} ({source})"
+        folder = out_dir / slug(f"{dataset}-{source}")
+        for representation in _representations(wd):
+            wr = wd[wd["representation"].astype(str) == representation]
+            _per_representation(wr, representation, section, folder, rep, efficiency_score)
+        _total_correlation(wd, section, folder, rep)
+        _kl(wd, section, folder, rep)
+    _traversals(w, study_dir, out_dir, rep, traversal_jobs)
+
+
+def _present(w: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
+    return {c: n for c, n in columns.items() if c in w and w[c].notna().any()}
+
+
+def _per_representation(wr: pd.DataFrame, representation: str, section: str, folder: Path,
+                        rep: report.Report, efficiency_score: str) -> None:
+    n = wr["job_id"].nunique()
+    scores = _present(wr, score_columns(wr.columns))
+    what = f"{representation} representation"
+    # Fig. 2: rank correlation between scores.
+    if len(scores) < 2:
+        rep.skip(f"score rank correlation ({what})",
+                 f"needs at least 2 disentanglement scores, found {len(scores)}", section)
+    elif n < heatmaps.MIN_MODELS:
+        rep.skip(f"score rank correlation ({what})",
+                 f"needs at least {heatmaps.MIN_MODELS} models, found {n}", section)
+    else:
+        m = heatmaps.rank_correlation(wr, list(scores)).rename(index=scores, columns=scores)
+        path = heatmaps.draw_heatmap(
+            m, folder / f"{representation}-score_rank_correlation.png",
+            f"{section}, {representation}: rank correlation ({n} models)")
+        rep.add(path, f"Spearman rank correlation ×100 between the disentanglement scores of "
+                      f"{n} models, {what} (Locatello et al. 2019, Fig. 2).", section)
+    # Fig. 5: scores vs downstream accuracy and efficiency.
+    targets = _present(wr, downstream_columns(wr.columns))
+    if not scores or not targets:
+        rep.skip(f"scores vs downstream ({what})",
+                 "needs disentanglement scores and downstream_lr/downstream_gbt results", section)
+    elif n < heatmaps.MIN_MODELS:
+        rep.skip(f"scores vs downstream ({what})",
+                 f"needs at least {heatmaps.MIN_MODELS} models, found {n}", section)
+    else:
+        m = heatmaps.rank_correlation(wr, list(scores), list(targets))
+        path = heatmaps.draw_heatmap(
+            m.rename(index=scores, columns=targets),
+            folder / f"{representation}-scores_vs_downstream.png",
+            f"{section}, {representation}: scores vs downstream ({n} models)",
+            xlabel="downstream test accuracy (training samples) and efficiency")
+        rep.add(path, "Spearman rank correlation ×100 between each score and the downstream "
+                      "test accuracy of logistic regression (LR) and gradient-boosted trees (GBT) "
+                      "trained on 10 to 10000 samples, and their efficiency (accuracy with 100 "
+                      f"samples / with 10000), {what} (Locatello et al. 2019, Fig. 5).", section)
+    # Fig. 6: efficiency vs one score.
+    _efficiency(wr, representation, section, folder, rep, efficiency_score, scores)
+    # Distributions and variance shares.
+    shares = {}
+    for col, name in scores.items():
+        path = distributions.draw_violins(
+            wr, col, name, folder / f"{representation}-violins-{slug(col)}.png",
+            f"{section}, {representation}: {name}")
+        rep.add(path, f"{name} per method and per hyperparameter setting ({what}); dots are "
+                      "models (one per seed), lines medians.", section)
+        d = wr.dropna(subset=[col])
+        shares[name] = distributions.variance_decomposition(d[col], d["model"], d["setting"])
+    if scores:
+        replicated = wr.groupby([wr["model"].astype(str), wr["setting"]]).size().max() >= 2
+        table = pd.DataFrame(shares).T.dropna()
+        if not replicated:
+            rep.skip(f"variance explained ({what})",
+                     "no hyperparameter setting has 2 or more seeds: seed variance is not "
+                     "identifiable", section)
+        elif table.empty:
+            rep.skip(f"variance explained ({what})", "every score is constant", section)
+        else:
+            path = distributions.draw_variance_shares(
+                table, folder / f"{representation}-variance_explained.png",
+                f"{section}, {representation}: what explains a score")
+            rep.add(path, "Share of each score's variance across models explained by the "
+                          "method, by the hyperparameter setting within the method, and by the "
+                          f"random seed (the rest; nested ANOVA), {what}.", section)
+    else:
+        rep.skip(f"score distributions ({what})", "no disentanglement scores", section)
+
+
+def _efficiency(wr, representation, section, folder, rep, efficiency_score, scores) -> None:
+    what = f"efficiency vs score ({representation} representation)"
+    eff_col = next((c for c in ("downstream_gbt.efficiency", "downstream_lr.efficiency")
+                    if c in wr and wr[c].notna().any()), None)
+    if eff_col is None:
+        rep.skip(what, "no downstream efficiency (needs 100- and 10000-sample accuracies)",
+                 section)
+        return
+    if efficiency_score in scores:
+        col = efficiency_score
+    elif scores:
+        col = next(iter(scores))
+    else:
+        rep.skip(what, "no disentanglement scores", section)
+        return
+    name = scores[col]
+    pairs = wr[[col, eff_col]].dropna()
+    if len(pairs) < 2:
+        rep.skip(what, f"needs at least 2 models with {name} and efficiency, found "
+                       f"{len(pairs)}", section)
+        return
+    path = downstream.draw_efficiency_scatter(
+        wr, col, name, eff_col, folder / f"{representation}-efficiency_vs_{slug(col)}.png",
+        f"{section}, {representation}")
+    note = "" if col == efficiency_score else f" ({efficiency_score} absent, first score used)"
+    rep.add(path, f"Statistical efficiency of {eff_col.partition('.')[0]} (accuracy with 100 "
+                  f"samples / with 10000) against {name}{note}, one dot per model "
+                  f"(Locatello et al. 2019, Fig. 6).", section)
+
+
+def _total_correlation(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> None:
+    what = "total correlation, sampled vs mean"
+    if TC_COLUMN not in wd:
+        rep.skip(what, "no unsupervised.gaussian_total_correlation rows", section)
+        return
+    mean = wd[(wd["representation"].astype(str) == "mean") & wd[TC_COLUMN].notna()]
+    sampled = wd[(wd["representation"].astype(str) == "sampled") & wd[TC_COLUMN].notna()]
+    if mean.empty or sampled.empty:
+        rep.skip(what, "needs the unsupervised scores of both the mean and the sampled "
+                       "representation", section)
+        return
+    path = distributions.draw_total_correlation(
+        mean, sampled, TC_COLUMN, folder / "total_correlation_sampled_vs_mean.png",
+        f"{section}: Gaussian total correlation")
+    rep.add(path, "Gaussian total correlation of the sampled and of the mean representation per "
+                  "method and regularisation strength: regularisation lowers it for the sampled "
+                  "representation, not necessarily for the mean one (Locatello et al. 2019, "
+                  "Fig. 3).", section)
+
+
+def _kl(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> None:
+    kl_cols = [c for c in kl_dim_columns(wd.columns) if wd[c].notna().any()]
+    if not kl_cols:
+        rep.skip("per-dimension KL", "no training rows with kl_dim_i keys", section)
+        return
+    jobs = wd.drop_duplicates("job_id").dropna(subset=kl_cols, how="all")
+    path = distributions.draw_kl_per_dimension(
+        jobs, kl_cols, folder / "kl_per_dimension.png", f"{section}: KL per latent dimension")
+    rep.add(path, "KL divergence to the prior per latent dimension of each trained model, sorted "
+                  "from largest to smallest and coloured by hyperparameter setting: how many "
+                  "dimensions each model keeps active (seeds poster, Fig. 3).", section)
+
+
+def _default_traversal_jobs(w: pd.DataFrame, study_dir: Path) -> list[str]:
+    jobs = w.drop_duplicates("job_id")
+    jobs = jobs[[(study_dir / "checkpoints" / str(m) / "last.pt").is_file()
+                 for m in jobs["model_id"]]]
+    jobs = jobs.assign(_order=jobs["setting_order"].map(lambda t: tuple(t)))
+    picked = []
+    for _, g in jobs.groupby([jobs["dataset"].astype(str), jobs["dataset_source"].astype(str),
+                              jobs["model"].astype(str)], sort=True):
+        g = g.sort_values(["_order", "seed", "job_id"], na_position="last")
+        picked.append(str(g["job_id"].iloc[0]))
+    return picked
+
+
+def _traversals(w: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Report,
+                traversal_jobs) -> None:
+    if traversal_jobs is not None and not list(traversal_jobs):
+        return
+    if not (study_dir / "checkpoints").is_dir():
+        rep.skip("latent traversals", f"no checkpoints under {study_dir / 'checkpoints'}")
+        return
+    if traversal_jobs is None:
+        wanted = _default_traversal_jobs(w, study_dir)
+        if not wanted:
+            rep.skip("latent traversals", "no job has a checkpoints/<model_id>/last.pt")
+            return
+    else:
+        wanted = list(traversal_jobs)
+    jobs = w.drop_duplicates("job_id")
+    for ident in wanted:
+        match = jobs[(jobs["job_id"].astype(str) == ident) | (jobs["model_id"].astype(str) == ident)]
+        if match.empty:
+            rep.skip(f"latent traversal of {ident}", "no such job or model id in the store")
+            continue
+        _traversal(match.iloc[0], study_dir, out_dir, rep)
+
+
+def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Report) -> None:
+    dataset, source = str(job["dataset"]), str(job["dataset_source"])
+    section = f"{dataset} ({source})"
+    what = f"latent traversal of job {job['job_id']}"
+    ckpt = study_dir / "checkpoints" / str(job["model_id"])
+    if not (ckpt / "last.pt").is_file():
+        rep.skip(what, f"no checkpoint {ckpt / 'last.pt'}", section)
+        return
+    try:
+        model = traversals.load_model(ckpt)
+        data = get_dataset(dataset, source)
+        obs = data.sample_observations(TRAVERSAL_OBSERVATIONS, np.random.default_rng(0))
+    except Exception as e:  # noqa: BLE001 - a missing model or dataset costs one figure, not all
+        reason = traceback.format_exception_only(type(e), e)[-1].strip().splitlines()[0]
+        rep.skip(what, f"cannot load the model or its data: {reason}", section)
+        return
+    kl_cols = [c for c in kl_dim_columns(job.index) if pd.notna(job[c])]
+    order = labels = None
+    if kl_cols and len(kl_cols) == int(model.num_latent):
+        kl = job[kl_cols].to_numpy(float)
+        order = [int(i) for i in np.argsort(-kl, kind="stable")]
+        labels = [f"z{i}  KL {kl[i]:.2f}" for i in order]
+    setting = "" if job["setting"] == "default" else f", {job['setting']}"
+    title = f"{method_name(job['model'])}{setting}, seed {job['seed']}"
+    path = traversals.draw_traversal(
+        model, obs, out_dir / slug(f"{dataset}-{source}") / f"traversal-{slug(job['job_id'])}.png",
+        title, dim_order=order, dim_labels=labels)
+    rep.add(path, f"Inputs, reconstructions and latent traversals (±2 around the prior mean, "
+                  f"one row per dimension{', sorted by KL' if order else ''}) of job "
+                  f"{job['job_id']}: {title} (seeds poster, Fig. 2).", section)

@@ -1,0 +1,144 @@
+"""What a figures run wrote and skipped, and the index.html that shows it."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+VERSION_COLUMNS = ("benchmark_version", "torch_version", "sklearn_version", "numpy_version",
+                   "python_version", "device")
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    """One figure file: where it is, what it shows, and the index section it belongs to."""
+
+    path: Path
+    caption: str
+    section: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A figure that could not be drawn, and why."""
+
+    what: str
+    reason: str
+    section: str = ""
+
+
+@dataclass
+class Report:
+    """The outcome of ``draw_all``: figures written, figures skipped, index pages written."""
+
+    out_dir: Path
+    figures: list[FigureEntry] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    indexes: list[Path] = field(default_factory=list)
+
+    @property
+    def index(self) -> Path | None:
+        """The (first) index.html written."""
+        return self.indexes[0] if self.indexes else None
+
+    def add(self, path: Path, caption: str, section: str) -> None:
+        self.figures.append(FigureEntry(Path(path), caption, section))
+
+    def skip(self, what: str, reason: str, section: str = "") -> None:
+        self.skipped.append(Skip(what, reason, section))
+
+    def extend(self, other: Report) -> None:
+        self.figures += other.figures
+        self.skipped += other.skipped
+        self.indexes += other.indexes
+
+    def summary(self) -> str:
+        """A few lines for the terminal: counts, the index, and every skip with its reason."""
+        lines = [f"wrote {len(self.figures)} figures; skipped {len(self.skipped)}"]
+        lines += [f"index: {p}" for p in self.indexes]
+        lines += [f"skipped {s.section + ': ' if s.section else ''}{s.what}: {s.reason}"
+                  for s in self.skipped]
+        return "\n".join(lines)
+
+
+def _table(df: pd.DataFrame) -> str:
+    """A small HTML table (escaped), index included when it is named."""
+    if df.empty:
+        return "<p>none</p>"
+    return df.to_html(border=0, classes="tbl", na_rep="", escape=True,
+                      index=df.index.name is not None or isinstance(df.index, pd.MultiIndex))
+
+
+def summary_tables(df: pd.DataFrame, failures: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The study summary: finished jobs per dataset × method, failures, and software versions."""
+    out: dict[str, pd.DataFrame] = {}
+    if len(df):
+        jobs = df.drop_duplicates("job_id")
+        ds = jobs["dataset"].astype(str) + " (" + jobs["dataset_source"].astype(str) + ")"
+        counts = pd.crosstab(ds.rename("dataset"), jobs["model"].astype(str).rename("method"),
+                             margins=True, margins_name="all")
+        out["Finished jobs per dataset and method"] = counts
+        cols = [c for c in VERSION_COLUMNS if c in jobs]
+        if cols:
+            versions = (jobs[cols].astype(str).value_counts().rename("jobs").reset_index()
+                        .sort_values(cols).reset_index(drop=True))
+            out["Software versions (jobs per combination)"] = versions
+        if "train_seconds" in jobs and "job_seconds" in jobs:
+            t = pd.DataFrame({
+                "jobs": [len(jobs)],
+                "training hours": [round(jobs["train_seconds"].astype(float).sum() / 3600, 3)],
+                "job hours": [round(jobs["job_seconds"].astype(float).sum() / 3600, 3)],
+            })
+            out["Compute"] = t
+    if len(failures):
+        by_kind = failures.groupby(failures["kind"].astype(str)).size().rename("jobs")
+        out["Failures by kind"] = by_kind.to_frame()
+        out["Failures"] = failures[["job_id", "kind", "reason"]].reset_index(drop=True)
+    return out
+
+
+CSS = """
+body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
+h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+figure { display: inline-block; vertical-align: top; margin: 0.5em; max-width: 100%; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.85em; max-width: 640px; }
+table.tbl { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+table.tbl td, table.tbl th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
+.skip { color: #8a4b00; font-size: 0.9em; }
+"""
+
+
+def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
+                path: Path) -> Path:
+    """Write index.html: the summary tables, then every figure with its caption grouped by
+    section (in the order drawn), then what was skipped and why. Paths are relative."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f"<p>{len(report.figures)} figures, {len(report.skipped)} skipped.</p>",
+        "<h2>Summary</h2>",
+    ]
+    for name, table in tables.items():
+        parts += [f"<h3>{esc(name)}</h3>", _table(table)]
+    sections = list(dict.fromkeys(f.section for f in report.figures))
+    for section in sections:
+        parts.append(f"<h2>{esc(section)}</h2>")
+        for f in (f for f in report.figures if f.section == section):
+            rel = Path(f.path).relative_to(path.parent).as_posix()
+            parts.append(f'<figure><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(f.caption)}">'
+                         f"</a><figcaption>{esc(f.caption)}</figcaption></figure>")
+    if report.skipped:
+        parts.append("<h2>Skipped</h2><ul>")
+        parts += [f'<li class="skip">{esc(s.section + ": " if s.section else "")}'
+                  f"{esc(s.what)}: {esc(s.reason)}</li>" for s in report.skipped]
+        parts.append("</ul>")
+    parts.append("</body></html>\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

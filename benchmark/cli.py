@@ -170,11 +170,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def _draw_figures(root: Path, out: str | None) -> None:
     from analysis.figures import draw_all
 
-    report = draw_all(root, out)
-    for path in getattr(report, "figures", []):
-        print(f"figure: {getattr(path, 'path', path)}", file=sys.stderr)
-    for what, why in getattr(report, "skipped", []):
-        print(f"skipped {what}: {why}", file=sys.stderr)
+    print(f"drawing figures of {root} ...", file=sys.stderr)
+    print(draw_all(root, out).summary(), file=sys.stderr)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

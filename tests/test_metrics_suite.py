@@ -1,0 +1,135 @@
+"""The evaluation suite (encode once, share) and bad-input errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from metrics_helpers import IdentityData, flat
+
+from benchmark.errors import UserError
+from benchmark.metrics import METRICS, compute_metric, compute_metric_on_samples
+from benchmark.metrics.suite import evaluate
+
+FAST = {"mig": dict(num_train=500), "irs": dict(num_train=500),
+        "unsupervised": dict(num_train=500), "aam": dict(num_train=500),
+        "mmig": dict(num_train=500), "sap": dict(num_train=300, num_test=200),
+        "beta_vae": dict(batch_size=8, num_train=200, num_eval=100),
+        "factor_vae": dict(batch_size=8, num_train=200, num_eval=100, num_variance_estimate=500)}
+
+
+def test_suite_rows_and_lookup_equal_direct_encoding():
+    data = IdentityData((3, 4, 5))
+    calls = []
+
+    def rep(x):
+        calls.append(len(x))
+        return flat(x) * 2.0
+
+    rows = evaluate(data, {"mean": rep}, seed=0, metrics=list(FAST), overrides=FAST)
+    assert {r["metric"] for r in rows} == set(FAST)
+    assert all(set(r) == {"representation", "metric", "key", "value", "eval_seconds"} for r in rows)
+    assert sum(calls) < 200  # the 60-point grid (+ probe), not the ~10k protocol encodes
+    calls.clear()
+    direct = evaluate(data, {"mean": rep}, seed=0, metrics=list(FAST), overrides=FAST, lookup="never")
+    assert sum(calls) > 3000
+    assert [(r["key"], r["value"]) for r in rows] == [(r["key"], r["value"]) for r in direct]
+
+
+def test_suite_noisy_data_does_not_use_the_grid():
+    data = IdentityData((3, 4), noise=0.1)
+    calls = []
+
+    def rep(x):
+        calls.append(len(x))
+        return flat(x)
+
+    evaluate(data, {"mean": rep}, 0, metrics=["mig"], overrides={"mig": {"num_train": 400}})
+    assert sum(calls) == 400  # only the pool (the probe sees noisy renders and stops)
+
+
+def test_suite_downstream_efficiency_and_pairing():
+    data = IdentityData((3, 4))
+    ov = {"downstream_lr": dict(num_train=[20, 200], num_test=100, efficiency_sizes=(20, 200))}
+    rows = evaluate(data, {"a": flat, "b": flat}, 0, metrics=["downstream_lr"], overrides=ov)
+    by = {(r["representation"], r["key"]): r["value"] for r in rows}
+    assert by[("a", "efficiency")] == pytest.approx(
+        by[("a", "20:mean_test_accuracy")] / by[("a", "200:mean_test_accuracy")])
+    assert all(by[("a", k)] == by[("b", k)] for (_, k) in by)  # same samples for both reps
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    (dict(metrics=["nope"]), "unknown metric"),
+    (dict(metrics=["mig"], overrides={"mig": {"num_test": 3}}), "no parameter"),
+    (dict(metrics=["mig"], overrides={"sap": {}}), "not evaluated"),
+    (dict(metrics=["mig"], overrides={"mig": {"num_train": -1}}), "positive integer"),
+])
+def test_suite_bad_input(kwargs, msg):
+    with pytest.raises(UserError, match=msg):
+        evaluate(IdentityData((3, 4)), {"m": flat}, 0, **kwargs)
+
+
+def test_representation_wrong_shape():
+    with pytest.raises(UserError, match="returned shape"):
+        compute_metric("mig", IdentityData((3, 4)), lambda x: flat(x)[:-1], 0, num_train=100)
+    with pytest.raises(UserError, match="NaN or inf"):
+        compute_metric("mig", IdentityData((3, 4)), lambda x: flat(x) * np.nan, 0, num_train=100)
+
+
+def _arrays(n=200, seed=0):
+    rs = np.random.RandomState(seed)
+    f = np.stack([rs.randint(3, size=n), rs.randint(4, size=n)], 1)
+    return f + rs.normal(scale=0.1, size=f.shape), f
+
+
+@pytest.mark.parametrize("mutate,msg", [
+    (lambda c, f: (np.where(c > 2, np.inf, c), f), "NaN or inf"),
+    (lambda c, f: (c[:-1], f), "rows but the codes have"),
+    (lambda c, f: (c, np.zeros_like(f)), "single value"),
+    (lambda c, f: (c, f + 0.5), "integer class indices"),
+    (lambda c, f: (c[:, 0], f), "2-D array"),
+])
+@pytest.mark.parametrize("metric", ["mig", "sap", "dci", "aam"])
+def test_bad_arrays(metric, mutate, msg):
+    c, f = mutate(*_arrays())
+    ct, ft = _arrays(seed=1)
+    with pytest.raises(UserError, match=msg):
+        compute_metric_on_samples(metric, c, f, ct, ft)
+
+
+def test_on_samples_rejects_sampling_params_and_interventional_metrics():
+    c, f = _arrays()
+    with pytest.raises(UserError, match="does not apply"):
+        compute_metric_on_samples("mig", c, f, num_train=10)
+    with pytest.raises(UserError, match="needs a dataset"):
+        compute_metric_on_samples("beta_vae", c, f, c, f)
+
+
+def test_registry_has_the_study_metrics():
+    assert {"beta_vae", "factor_vae", "mig", "dci", "sap", "modularity_explicitness",
+            "unsupervised", "downstream_lr", "downstream_gbt", "irs", "aam", "mmig"} <= set(METRICS)
+
+
+def test_aam_mmig_perfect_and_duplicated():
+    c, f = _arrays(2000)
+    assert compute_metric_on_samples("aam", c, f)["aam"] > 0.9
+    assert compute_metric_on_samples("mmig", c, f)["mmig"] > 0.9
+    dup = np.hstack([c, c[:, :1]])
+    assert compute_metric_on_samples("aam", dup, f)["aam"] < 0.6  # factor 0 split over two codes
+    assert compute_metric_on_samples("mmig", dup, f)["mmig"] < 0.6
+
+
+def test_parallel_fits_equal_serial():
+    c, f = _arrays(300)
+    ct, ft = _arrays(150, seed=1)
+    a = compute_metric_on_samples("dci", c, f, ct, ft, seed=3)
+    b = compute_metric_on_samples("dci", c, f, ct, ft, seed=3, n_jobs=2)
+    assert a == b
+
+
+def test_factor_vae_counts_active_dims():
+    def rep(x):
+        x = flat(x)
+        return np.hstack([x, np.zeros((len(x), 2))])
+    s = compute_metric("factor_vae", IdentityData((3, 4)), rep, 0, batch_size=8, num_train=100,
+                       num_eval=50, num_variance_estimate=200)
+    assert s["num_active_dims"] == 2  # dlib reports len(mask) = 4

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,8 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
 def _train_and_evaluate(
     job: Job, store: ResultsStore, progress: Callable[[str], None] | None
 ) -> list[dict[str, Any]]:
+    from sklearn.exceptions import ConvergenceWarning
+
     from benchmark.data import get_dataset
     from benchmark.metrics.suite import evaluate
     from benchmark.training import TrainConfig, train
@@ -85,9 +88,14 @@ def _train_and_evaluate(
         for name in ev["representations"]
     }
     say(f"{job.job_id} evaluating {len(ev['metrics'])} metrics on {', '.join(represents)}")
-    metric_rows = evaluate(
-        data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"]
-    )
+    with warnings.catch_warnings():
+        # sklearn's deprecation and convergence chatter, once per fit, would bury the progress bar.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        metric_rows = evaluate(
+            data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"],
+            progress=lambda done, total, label: say(f"{job.job_id} {label} ({done}/{total})"),
+        )
 
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,

@@ -145,7 +145,7 @@ def _drain(messages: Any, bar: tqdm) -> None:
         except (queue.Empty, OSError, EOFError):
             break
     if last:
-        bar.set_postfix_str(last[:80], refresh=False)
+        bar.set_postfix_str(last[:80])
 
 
 def _record(summary: RunSummary, outcome: JobOutcome, bar: tqdm) -> None:

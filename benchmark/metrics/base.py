@@ -42,7 +42,8 @@ class Metric:
                 known = ", ".join(sorted(self.defaults))
                 raise UserError(f"metric {self.name} has no parameter {key!r} (known: {known})")
             out[key] = value
-        for key in ("num_train", "num_test", "num_eval", "batch_size", "num_variance_estimate"):
+        for key in ("num_train", "num_test", "num_eval", "batch_size", "num_variance_estimate",
+                    "n_estimators"):
             if key in out:
                 values = out[key] if isinstance(out[key], (list, tuple)) else [out[key]]
                 if not values or any(not _is_pos_int(v) for v in values):

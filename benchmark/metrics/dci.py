@@ -55,34 +55,38 @@ def gbt_trees(y: np.ndarray, n_estimators: int = 100) -> int:
     return n_estimators * (1 if k == 2 else k)
 
 
-def _fit_gbt(x_train, y_train, x_test, y_test, random_state):
-    model = GradientBoostingClassifier(random_state=random_state).fit(x_train, y_train)
+def _fit_gbt(x_train, y_train, x_test, y_test, random_state, n_estimators=100):
+    model = GradientBoostingClassifier(random_state=random_state,
+                                       n_estimators=n_estimators).fit(x_train, y_train)
     return (np.abs(model.feature_importances_), np.mean(model.predict(x_train) == y_train),
             np.mean(model.predict(x_test) == y_test))
 
 
 def importance_gbt(codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,
-                   n_jobs: int = 1) -> tuple[np.ndarray, float, float]:
+                   n_jobs: int = 1, n_estimators: int = 100) -> tuple[np.ndarray, float, float]:
     """(importance (D, K), mean train accuracy, mean test accuracy) from one GBT per factor.
 
     The fits' random states reproduce dlib's shared global stream after ``np.random.seed(seed)``.
+    ``n_estimators`` is sklearn's (and so dlib's) 100 unless a quick run lowers it.
     """
     k = factors_train.shape[1]
-    states = utils.sklearn_random_states(seed, [gbt_trees(factors_train[:, j]) for j in range(k)])
+    states = utils.sklearn_random_states(
+        seed, [gbt_trees(factors_train[:, j], n_estimators) for j in range(k)])
     fits = run_fits(_fit_gbt, [(codes_train, factors_train[:, j], codes_test, factors_test[:, j],
-                                states[j]) for j in range(k)], n_jobs)
+                                states[j], n_estimators) for j in range(k)], n_jobs)
     importance = np.stack([f[0] for f in fits], axis=1)
     return importance, float(np.mean([f[1] for f in fits])), float(np.mean([f[2] for f in fits]))
 
 
 def dci(codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,
-        n_jobs: int = 1) -> dict[str, float]:
+        n_jobs: int = 1, n_estimators: int = 100) -> dict[str, float]:
     """DCI scores. Keys: disentanglement, completeness, informativeness_train, informativeness_test."""
     codes_train, factors_train = utils.check_pair(codes_train, factors_train, "train")
     codes_test, factors_test = utils.check_pair(codes_test, factors_test, "test")
     utils.require_multiclass(factors_train, "dci")
     importance, acc_train, acc_test = importance_gbt(codes_train, factors_train, codes_test,
-                                                     factors_test, seed=seed, n_jobs=n_jobs)
+                                                     factors_test, seed=seed, n_jobs=n_jobs,
+                                                     n_estimators=n_estimators)
     return {"informativeness_train": acc_train, "informativeness_test": acc_test,
             "disentanglement": disentanglement(importance), "completeness": completeness(importance)}
 

@@ -27,32 +27,34 @@ from benchmark.metrics.dci import gbt_trees
 from benchmark.metrics.parallel import run_fits
 
 
-def _fit(kind: str, x, y, x_test, y_test, random_state):
+def _fit(kind: str, x, y, x_test, y_test, random_state, n_estimators=100):
     if np.unique(y).size < 2:
         return float(np.mean(y == y[0])), float(np.mean(y_test == y[0]))
     if kind == "lr":
         # scoring=None means accuracy, pinned here because sklearn 1.11 changes the default.
         model = LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5), scoring="accuracy")
     else:
-        model = GradientBoostingClassifier(random_state=random_state)
+        model = GradientBoostingClassifier(random_state=random_state, n_estimators=n_estimators)
     model.fit(x, y)
     return float(np.mean(model.predict(x) == y)), float(np.mean(model.predict(x_test) == y_test))
 
 
-def _trees(kind: str, y: np.ndarray) -> int:
-    return gbt_trees(y) if kind == "gbt" and np.unique(y).size >= 2 else 0
+def _trees(kind: str, y: np.ndarray, n_estimators: int = 100) -> int:
+    return gbt_trees(y, n_estimators) if kind == "gbt" and np.unique(y).size >= 2 else 0
 
 
 def downstream(kind: str, codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,
-               n_jobs: int = 1, states: list | None = None) -> dict[str, float]:
+               n_jobs: int = 1, states: list | None = None,
+               n_estimators: int = 100) -> dict[str, float]:
     """Accuracy keys for one training size (= the number of training rows)."""
     codes_train, factors_train = utils.check_pair(codes_train, factors_train, "train")
     codes_test, factors_test = utils.check_pair(codes_test, factors_test, "test")
     k = factors_train.shape[1]
     if states is None:
-        states = utils.sklearn_random_states(seed, [_trees(kind, factors_train[:, j]) for j in range(k)])
+        states = utils.sklearn_random_states(
+            seed, [_trees(kind, factors_train[:, j], n_estimators) for j in range(k)])
     res = run_fits(_fit, [(kind, codes_train, factors_train[:, j], codes_test, factors_test[:, j],
-                           states[j]) for j in range(k)], n_jobs)
+                           states[j], n_estimators) for j in range(k)], n_jobs)
     train = [r[0] for r in res]
     test = [r[1] for r in res]
     s = str(len(codes_train))
@@ -73,12 +75,14 @@ def downstream_sizes(kind: str, params: dict, pool, *, seed: int = 0, n_jobs: in
     sizes = [sizes] if isinstance(sizes, int) else list(sizes)
     n_test = params["num_test"]
     k = f_tr.shape[1]
-    plan = [_trees(kind, f_tr[:s, j]) for s in sizes for j in range(k)]
+    n_estimators = params.get("n_estimators", 100)
+    plan = [_trees(kind, f_tr[:s, j], n_estimators) for s in sizes for j in range(k)]
     states = utils.sklearn_random_states(seed, plan)
     out: dict[str, float] = {}
     for n, s in enumerate(sizes):
         out.update(downstream(kind, c_tr[:s], f_tr[:s], c_te[:n_test], f_te[:n_test],
-                              n_jobs=n_jobs, states=states[n * k:(n + 1) * k]))
+                              n_jobs=n_jobs, states=states[n * k:(n + 1) * k],
+                              n_estimators=n_estimators))
     a, b = params.get("efficiency_sizes", (100, 10000))
     if f"{a}:mean_test_accuracy" in out and f"{b}:mean_test_accuracy" in out:
         out["efficiency"] = out[f"{a}:mean_test_accuracy"] / out[f"{b}:mean_test_accuracy"]
@@ -90,6 +94,7 @@ def score_lr(codes_train, factors_train, codes_test, factors_test, *, seed=0, n_
                       n_jobs=n_jobs)
 
 
-def score_gbt(codes_train, factors_train, codes_test, factors_test, *, seed=0, n_jobs=1, **_):
+def score_gbt(codes_train, factors_train, codes_test, factors_test, *, seed=0, n_jobs=1,
+              n_estimators=100, **_):
     return downstream("gbt", codes_train, factors_train, codes_test, factors_test, seed=seed,
-                      n_jobs=n_jobs)
+                      n_jobs=n_jobs, n_estimators=n_estimators)

@@ -64,12 +64,11 @@ def _train_and_evaluate(
     config = TrainConfig(**job.training)
 
     t0 = time.perf_counter()
-    every = max(1, config.steps // 10)
 
     def on_step(step: int, total: int, values: dict[str, float]) -> None:
-        if step % every == 0 or step == total:
-            loss = values.get("loss", float("nan"))
-            say(f"{job.job_id} {job.model} seed {job.seed}: step {step}/{total} loss {loss:.2f}")
+        # Training reports every `log_every` steps and at each checkpoint.
+        loss = values.get("loss", float("nan"))
+        say(f"{job.job_id} {job.model} seed {job.seed}: step {step}/{total} loss {loss:.1f}")
 
     model = train(
         job.model,

@@ -46,10 +46,23 @@ def available_cores() -> int:
 _progress_queue: Any = None
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker is killed when the driver dies, instead of training on as an orphan (the
+    job resumes from its last checkpoint on the next run)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(threads: int, progress_queue: Any) -> None:
     global _progress_queue
     _progress_queue = progress_queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
@@ -93,6 +106,8 @@ class LocalExecutor(Executor):
                    desc=f"{store.root.name}")
         pool = self._new_pool(ctx, messages)
         inflight: dict[Future, Job] = {}
+        previous_term = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` or a scheduler: stop like Ctrl-C
         try:
             while todo or inflight:
                 while todo and len(inflight) < self.workers:
@@ -125,6 +140,7 @@ class LocalExecutor(Executor):
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.terminate()
         finally:
+            signal.signal(signal.SIGTERM, previous_term)
             pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
             bar.close()
             manager.shutdown()
@@ -135,6 +151,10 @@ class LocalExecutor(Executor):
             max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
             initargs=(self.threads, messages),
         )
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _drain(messages: Any, bar: tqdm) -> None:

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -106,8 +107,10 @@ class LocalExecutor(Executor):
                    desc=f"{store.root.name}")
         pool = self._new_pool(ctx, messages)
         inflight: dict[Future, Job] = {}
+        main_thread = threading.current_thread() is threading.main_thread()
         previous_term = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` or a scheduler: stop like Ctrl-C
+        if main_thread:  # `kill` or a scheduler's SIGTERM: stop like Ctrl-C
+            signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             while todo or inflight:
                 while todo and len(inflight) < self.workers:
@@ -140,7 +143,8 @@ class LocalExecutor(Executor):
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.terminate()
         finally:
-            signal.signal(signal.SIGTERM, previous_term)
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous_term)
             pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
             bar.close()
             manager.shutdown()

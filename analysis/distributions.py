@@ -19,6 +19,7 @@ from analysis import style
 from analysis.names import hyperparameter_name, method_name
 
 _NO_SETTING = "default"
+MAX_LINES = 20  # per setting in the KL figure; more models are summarised by quantiles
 
 
 def _fmt(v: float) -> str:
@@ -37,13 +38,21 @@ def settings(w: pd.DataFrame, hp_cols: list[str]) -> pd.DataFrame:
     """Per row of ``w``: ``setting`` (a label such as "β=4", or "default" when the method sweeps
     nothing) and ``setting_order`` (a sort key: the swept values as a tuple)."""
     swept = swept_hyperparameters(w, hp_cols)
-    labels, orders = [], []
-    for _, row in w.iterrows():
-        cols = swept.get(str(row["model"]), [])
-        vals = tuple(row[c] for c in cols)
-        labels.append(", ".join(f"{hyperparameter_name(c)}={_fmt(v)}" for c, v in zip(cols, vals, strict=False))
-                      or _NO_SETTING)
-        orders.append(tuple(-math.inf if pd.isna(v) else float(v) for v in vals))
+    labels = pd.Series(_NO_SETTING, index=w.index, dtype=object)
+    orders = pd.Series([()] * len(w), index=w.index, dtype=object)
+    model = w["model"].astype(str)
+    for m, cols in swept.items():
+        if not cols:
+            continue
+        rows = w.loc[model == m, cols]
+        keys = rows.astype(float).fillna(-math.inf)
+        for vals, g in keys.groupby(cols, sort=False, dropna=False):
+            idx = g.index
+            vals = vals if isinstance(vals, tuple) else (vals,)
+            labels[idx] = ", ".join(
+                f"{hyperparameter_name(c)}={_fmt(v) if v != -math.inf else 'n/a'}"
+                for c, v in zip(cols, vals, strict=True))
+            orders[idx] = pd.Series([tuple(float(v) for v in vals)] * len(idx), index=idx)
     return pd.DataFrame({"setting": labels, "setting_order": orders}, index=w.index)
 
 
@@ -197,7 +206,8 @@ def draw_total_correlation(mean_rows: pd.DataFrame, sampled_rows: pd.DataFrame, 
 def draw_kl_per_dimension(jobs: pd.DataFrame, kl_cols: list[str], path: Path,
                           title: str) -> Path:
     """Per method, each model's KL per latent dimension sorted from largest to smallest, coloured
-    by its hyperparameter setting: how many dimensions a model keeps active."""
+    by its hyperparameter setting: how many dimensions a model keeps active. Settings with more
+    than ``MAX_LINES`` models show the median and the 10-90% band instead of every model."""
     methods = sorted(jobs["model"].astype(str).unique())
     rows, cols = _grid(len(methods))
     fig, axes = style.new_figure(3.1 * cols, 2.6 * rows, rows, cols, sharey=True)
@@ -211,6 +221,11 @@ def draw_kl_per_dimension(jobs: pd.DataFrame, kl_cols: list[str], path: Path,
         for s in order:
             kl = dm.loc[dm["setting"] == s, kl_cols].to_numpy(float)
             kl = -np.sort(-kl, axis=1)  # NaN (missing dims) sort last
+            if len(kl) > MAX_LINES:  # many seeds: median and 10-90% band stay readable
+                lo, med, hi = np.nanpercentile(kl, [10, 50, 90], axis=0)
+                ax.fill_between(x, lo, hi, color=shade[s], alpha=0.2, lw=0)
+                ax.plot(x, med, color=shade[s], lw=1.5, label=s)
+                continue
             for k, line in enumerate(kl):
                 ax.plot(x, line, color=shade[s], alpha=0.7, lw=1, label=s if k == 0 else None)
         ax.set_xticks(x)

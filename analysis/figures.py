@@ -135,7 +135,8 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
             m, folder / f"{representation}-score_rank_correlation.png",
             f"{section}, {representation}: rank correlation ({n} models)")
         rep.add(path, f"Spearman rank correlation ×100 between the disentanglement scores of "
-                      f"{n} models, {what} (Locatello et al. 2019, Fig. 2).", section)
+                      f"{n} models, {what} (Locatello et al. 2019, Fig. 2). n/a: a score is "
+                      f"constant, or fewer than {heatmaps.MIN_MODELS} models have both.", section)
     # Fig. 5: scores vs downstream accuracy and efficiency.
     targets = _present(wr, downstream_columns(wr.columns))
     if not scores or not targets:

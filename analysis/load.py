@@ -25,7 +25,7 @@ CONTRACT_COLUMNS: tuple[str, ...] = (
     "study", "job_id", "model_id", "dataset", "dataset_source", "model", "model_params", "seed",
     "representation", "metric", "key", "value", "train_steps", "train_seconds", "eval_seconds",
     "job_seconds", "device", "benchmark_version", "torch_version", "sklearn_version",
-    "numpy_version", "python_version", "job_config", "finished_at",
+    "numpy_version", "python_version", "job_config", "finished_at", "dataset_provenance",
 )
 # Columns that identify a job and its configuration (repeated on every row of the job).
 JOB_COLUMNS: tuple[str, ...] = (
@@ -58,7 +58,8 @@ def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     if columns is not None:  # keep the asked contract columns and every hyperparameter column
-        names = [c for c in names if c in columns or c not in CONTRACT_COLUMNS]
+        names = [f.name for f in pf.schema_arrow
+                 if f.name in columns or (f.name not in CONTRACT_COLUMNS and _numeric(f.type))]
     try:
         return pf.read(columns=names, use_threads=False)
     except (OSError, pa.ArrowException) as e:
@@ -92,9 +93,15 @@ def load_results(results_dir: str | Path,
     return df
 
 
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_floating(t) or pa.types.is_integer(t)
+
+
 def hyperparameter_columns(df: pd.DataFrame) -> list[str]:
-    """Columns outside the results-row contract: one per hyperparameter of the study's methods."""
-    return [c for c in df.columns if c not in CONTRACT_COLUMNS]
+    """Numeric columns outside the results-row contract: one per numeric hyperparameter of the
+    study's methods (string options live in model_params only)."""
+    return [c for c in df.columns
+            if c not in CONTRACT_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
 
 
 def wide(df: pd.DataFrame) -> pd.DataFrame:

@@ -27,11 +27,15 @@ def _fmt(v: float) -> str:
 
 
 def swept_hyperparameters(w: pd.DataFrame, hp_cols: list[str]) -> dict[str, list[str]]:
-    """For each method (``model``), the hyperparameter columns that vary across its models."""
-    out: dict[str, list[str]] = {}
-    for m, d in w.groupby(w["model"].astype(str), sort=True):
-        out[m] = [c for c in hp_cols if c in d and d[c].dropna().nunique() > 1]
-    return out
+    """For each method (``model``), the hyperparameter columns that vary across its models; for a
+    method where none varies (e.g. one setting finished so far), the columns it has that vary in
+    some other method (so β-TCVAE with only β=1 done still reads "β=1", not "default")."""
+    model = w["model"].astype(str)
+    varying = {m: [c for c in hp_cols if w.loc[model == m, c].dropna().nunique() > 1]
+               for m in sorted(model.unique())}
+    anywhere = {c for cols in varying.values() for c in cols}
+    return {m: cols or [c for c in hp_cols if c in anywhere and w.loc[model == m, c].notna().all()]
+            for m, cols in varying.items()}
 
 
 def settings(w: pd.DataFrame, hp_cols: list[str]) -> pd.DataFrame:
@@ -196,9 +200,11 @@ def draw_total_correlation(mean_rows: pd.DataFrame, sampled_rows: pd.DataFrame, 
             ax.set_ylabel("Gaussian total correlation")
     for ax in flat[len(methods):]:
         ax.set_visible(False)
-    flat[0].legend(title="representation", frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="representation", frameon=False, loc="center left",
+               bbox_to_anchor=(1.0, 0.5))
     return style.save(fig, path)
 
 

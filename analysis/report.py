@@ -136,8 +136,11 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
         parts.append(f'<h2 id="{anchors[section]}">{esc(section)}</h2>')
         for f in (f for f in report.figures if f.section == section):
             rel = Path(f.path).relative_to(path.parent).as_posix()
+            csv = Path(f.path).with_suffix(".csv")
+            data = (f' <a href="{esc(csv.relative_to(path.parent).as_posix())}">numbers (CSV)</a>'
+                    if csv.is_file() else "")
             parts.append(f'<figure><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(f.caption)}">'
-                         f"</a><figcaption>{esc(f.caption)}</figcaption></figure>")
+                         f"</a><figcaption>{esc(f.caption)}{data}</figcaption></figure>")
     if report.skipped:
         parts.append('<h2 id="skipped">Skipped</h2><ul>')
         parts += [f'<li class="skip">{esc(s.section + ": " if s.section else "")}'

@@ -74,7 +74,7 @@ def draw_study(study_dir: Path, out_dir: Path | None = None,
     rep = report.Report(out_dir=out_dir)
     failures = load.load_failures(study_dir)
     try:
-        df = load.load_results(study_dir, FIGURE_COLUMNS)
+        df = load.load_results(study_dir, FIGURE_COLUMNS, cache=True)
     except UserError as e:
         if failures.empty:
             raise

@@ -102,6 +102,28 @@ def test_load_unifies_schemas_across_files(study):
     assert df["job_id"].nunique() == 12
 
 
+def test_cache_gives_the_same_frame_as_the_files(tmp_path):
+    d = tmp_path / "s"
+    write_synthetic_store(d, datasets=("shapes3d",), seeds=(0, 1))
+    cols = figures.FIGURE_COLUMNS
+    pd.testing.assert_frame_equal(load.load_results(d, cache=True), load.load_results(d))
+    assert (d / load.CACHE_FILE).is_file()
+    pd.testing.assert_frame_equal(load.load_results(d, cols, cache=True), load.load_results(d, cols))
+    # A removed, a rewritten and a new rows file: the cache follows the files.
+    files = sorted((d / "rows").glob("*.parquet"))
+    files[0].unlink()
+    t = pq.read_table(files[1])
+    t = t.set_column(t.schema.get_field_index("value"), "value",
+                     pa.array(np.zeros(t.num_rows)))
+    pq.write_table(t, files[1])
+    df = job_rows("synthetic", "shapes3d", "beta_vae", {"beta": 2.0}, 7, np.random.default_rng(1))
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), d / "rows" / "zz.parquet")
+    fresh = load.load_results(d)
+    pd.testing.assert_frame_equal(load.load_results(d, cache=True), fresh)
+    pd.testing.assert_frame_equal(load.load_results(d, cache=True), fresh)  # from the cache
+    assert (fresh.loc[fresh["job_id"] == t["job_id"][0].as_py(), "value"] == 0).all()
+
+
 def test_load_results_root_and_bad_input(study, tmp_path):
     root = tmp_path / "results"
     write_synthetic_store(root / "a", datasets=("shapes3d",), seeds=(0,), study="a")

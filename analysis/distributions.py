@@ -168,7 +168,7 @@ def draw_variance_shares(shares: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the score's variance")
     ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     return style.save(fig, path)
 
 

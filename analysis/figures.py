@@ -213,8 +213,9 @@ def _efficiency(wr, representation, section, folder, rep, efficiency_score, scor
         wr, col, name, eff_col, folder / f"{representation}-efficiency_vs_{slug(col)}.png",
         f"{section}, {representation}")
     note = "" if col == efficiency_score else f" ({efficiency_score} absent, first score used)"
-    rep.add(path, f"Statistical efficiency of {eff_col.partition('.')[0]} (accuracy with 100 "
-                  f"samples / with 10000) against {name}{note}, one dot per model "
+    rep.add(path, f"Statistical efficiency of {eff_col.partition('.')[0]} (mean test accuracy "
+                  f"with 100 training samples / with 10000, unless the study set other "
+                  f"efficiency_sizes) against {name}{note}, one dot per model "
                   f"(Locatello et al. 2019, Fig. 6).", section)
 
 

@@ -19,6 +19,7 @@ from analysis import style
 from analysis.names import hyperparameter_name, method_name
 
 _NO_SETTING = "default"
+MAX_LINES = 20  # per setting in the KL figure; more models are summarised by quantiles
 
 
 def _fmt(v: float) -> str:
@@ -26,24 +27,36 @@ def _fmt(v: float) -> str:
 
 
 def swept_hyperparameters(w: pd.DataFrame, hp_cols: list[str]) -> dict[str, list[str]]:
-    """For each method (``model``), the hyperparameter columns that vary across its models."""
-    out: dict[str, list[str]] = {}
-    for m, d in w.groupby(w["model"].astype(str), sort=True):
-        out[m] = [c for c in hp_cols if c in d and d[c].dropna().nunique() > 1]
-    return out
+    """For each method (``model``), the hyperparameter columns that vary across its models; for a
+    method where none varies (e.g. one setting finished so far), the columns it has that vary in
+    some other method (so β-TCVAE with only β=1 done still reads "β=1", not "default")."""
+    model = w["model"].astype(str)
+    varying = {m: [c for c in hp_cols if w.loc[model == m, c].dropna().nunique() > 1]
+               for m in sorted(model.unique())}
+    anywhere = {c for cols in varying.values() for c in cols}
+    return {m: cols or [c for c in hp_cols if c in anywhere and w.loc[model == m, c].notna().all()]
+            for m, cols in varying.items()}
 
 
 def settings(w: pd.DataFrame, hp_cols: list[str]) -> pd.DataFrame:
     """Per row of ``w``: ``setting`` (a label such as "β=4", or "default" when the method sweeps
     nothing) and ``setting_order`` (a sort key: the swept values as a tuple)."""
     swept = swept_hyperparameters(w, hp_cols)
-    labels, orders = [], []
-    for _, row in w.iterrows():
-        cols = swept.get(str(row["model"]), [])
-        vals = tuple(row[c] for c in cols)
-        labels.append(", ".join(f"{hyperparameter_name(c)}={_fmt(v)}" for c, v in zip(cols, vals, strict=False))
-                      or _NO_SETTING)
-        orders.append(tuple(-math.inf if pd.isna(v) else float(v) for v in vals))
+    labels = pd.Series(_NO_SETTING, index=w.index, dtype=object)
+    orders = pd.Series([()] * len(w), index=w.index, dtype=object)
+    model = w["model"].astype(str)
+    for m, cols in swept.items():
+        if not cols:
+            continue
+        rows = w.loc[model == m, cols]
+        keys = rows.astype(float).fillna(-math.inf)
+        for vals, g in keys.groupby(cols, sort=False, dropna=False):
+            idx = g.index
+            vals = vals if isinstance(vals, tuple) else (vals,)
+            labels[idx] = ", ".join(
+                f"{hyperparameter_name(c)}={_fmt(v) if v != -math.inf else 'n/a'}"
+                for c, v in zip(cols, vals, strict=True))
+            orders[idx] = pd.Series([tuple(float(v) for v in vals)] * len(idx), index=idx)
     return pd.DataFrame({"setting": labels, "setting_order": orders}, index=w.index)
 
 
@@ -155,7 +168,7 @@ def draw_variance_shares(shares: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the score's variance")
     ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     return style.save(fig, path)
 
 
@@ -187,9 +200,11 @@ def draw_total_correlation(mean_rows: pd.DataFrame, sampled_rows: pd.DataFrame, 
             ax.set_ylabel("Gaussian total correlation")
     for ax in flat[len(methods):]:
         ax.set_visible(False)
-    flat[0].legend(title="representation", frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="representation", frameon=False, loc="center left",
+               bbox_to_anchor=(1.0, 0.5))
     return style.save(fig, path)
 
 
@@ -197,7 +212,8 @@ def draw_total_correlation(mean_rows: pd.DataFrame, sampled_rows: pd.DataFrame, 
 def draw_kl_per_dimension(jobs: pd.DataFrame, kl_cols: list[str], path: Path,
                           title: str) -> Path:
     """Per method, each model's KL per latent dimension sorted from largest to smallest, coloured
-    by its hyperparameter setting: how many dimensions a model keeps active."""
+    by its hyperparameter setting: how many dimensions a model keeps active. Settings with more
+    than ``MAX_LINES`` models show the median and the 10-90% band instead of every model."""
     methods = sorted(jobs["model"].astype(str).unique())
     rows, cols = _grid(len(methods))
     fig, axes = style.new_figure(3.1 * cols, 2.6 * rows, rows, cols, sharey=True)
@@ -211,6 +227,11 @@ def draw_kl_per_dimension(jobs: pd.DataFrame, kl_cols: list[str], path: Path,
         for s in order:
             kl = dm.loc[dm["setting"] == s, kl_cols].to_numpy(float)
             kl = -np.sort(-kl, axis=1)  # NaN (missing dims) sort last
+            if len(kl) > MAX_LINES:  # many seeds: median and 10-90% band stay readable
+                lo, med, hi = np.nanpercentile(kl, [10, 50, 90], axis=0)
+                ax.fill_between(x, lo, hi, color=shade[s], alpha=0.2, lw=0)
+                ax.plot(x, med, color=shade[s], lw=1.5, label=s)
+                continue
             for k, line in enumerate(kl):
                 ax.plot(x, line, color=shade[s], alpha=0.7, lw=1, label=s if k == 0 else None)
         ax.set_xticks(x)

@@ -48,7 +48,7 @@ def draw_efficiency_scatter(w: pd.DataFrame, score_col: str, score_name: str,
                    label=method_name(m), edgecolors="none")
     predictor = PREDICTORS.get(efficiency_col.partition(".")[0], "")
     ax.set_xlabel(score_name)
-    ax.set_ylabel(f"{predictor} efficiency (acc@100 / acc@10000)".strip())
+    ax.set_ylabel(f"{predictor} statistical efficiency".strip())
     ax.set_title(title)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return style.save(fig, path)

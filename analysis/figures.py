@@ -74,7 +74,7 @@ def draw_study(study_dir: Path, out_dir: Path | None = None,
     rep = report.Report(out_dir=out_dir)
     failures = load.load_failures(study_dir)
     try:
-        df = load.load_results(study_dir, FIGURE_COLUMNS)
+        df = load.load_results(study_dir, FIGURE_COLUMNS, cache=True)
     except UserError as e:
         if failures.empty:
             raise
@@ -135,7 +135,8 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
             m, folder / f"{representation}-score_rank_correlation.png",
             f"{section}, {representation}: rank correlation ({n} models)")
         rep.add(path, f"Spearman rank correlation ×100 between the disentanglement scores of "
-                      f"{n} models, {what} (Locatello et al. 2019, Fig. 2).", section)
+                      f"{n} models, {what} (Locatello et al. 2019, Fig. 2). n/a: a score is "
+                      f"constant, or fewer than {heatmaps.MIN_MODELS} models have both.", section)
     # Fig. 5: scores vs downstream accuracy and efficiency.
     targets = _present(wr, downstream_columns(wr.columns))
     if not scores or not targets:
@@ -212,8 +213,9 @@ def _efficiency(wr, representation, section, folder, rep, efficiency_score, scor
         wr, col, name, eff_col, folder / f"{representation}-efficiency_vs_{slug(col)}.png",
         f"{section}, {representation}")
     note = "" if col == efficiency_score else f" ({efficiency_score} absent, first score used)"
-    rep.add(path, f"Statistical efficiency of {eff_col.partition('.')[0]} (accuracy with 100 "
-                  f"samples / with 10000) against {name}{note}, one dot per model "
+    rep.add(path, f"Statistical efficiency of {eff_col.partition('.')[0]} (mean test accuracy "
+                  f"with 100 training samples / with 10000, unless the study set other "
+                  f"efficiency_sizes) against {name}{note}, one dot per model "
                   f"(Locatello et al. 2019, Fig. 6).", section)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
@@ -25,7 +26,7 @@ CONTRACT_COLUMNS: tuple[str, ...] = (
     "study", "job_id", "model_id", "dataset", "dataset_source", "model", "model_params", "seed",
     "representation", "metric", "key", "value", "train_steps", "train_seconds", "eval_seconds",
     "job_seconds", "device", "benchmark_version", "torch_version", "sklearn_version",
-    "numpy_version", "python_version", "job_config", "finished_at",
+    "numpy_version", "python_version", "job_config", "finished_at", "dataset_provenance",
 )
 # Columns that identify a job and its configuration (repeated on every row of the job).
 JOB_COLUMNS: tuple[str, ...] = (
@@ -53,14 +54,22 @@ def row_files(results_dir: str | Path) -> list[Path]:
     return [f for d in study_dirs(results_dir) for f in sorted((d / "rows").glob("*.parquet"))]
 
 
+CACHE_FILE = Path(".cache") / "rows.parquet"  # under the study directory
+_FILE = "__rows_file"  # the cache's extra column: the rows file each row came from
+
+
+def _selected(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]:
+    # The asked contract columns and every numeric non-contract (hyperparameter) column.
+    return [f.name for f in schema if f.name != _FILE and (
+        columns is None or f.name in columns
+        or (f.name not in CONTRACT_COLUMNS and _numeric(f.type)))]
+
+
 def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
     # ParquetFile.read skips the dataset discovery of pq.read_table: ~3x faster on small files.
-    pf = pq.ParquetFile(path)
-    names = pf.schema_arrow.names
-    if columns is not None:  # keep the asked contract columns and every hyperparameter column
-        names = [c for c in names if c in columns or c not in CONTRACT_COLUMNS]
     try:
-        return pf.read(columns=names, use_threads=False)
+        pf = pq.ParquetFile(path)
+        return pf.read(columns=_selected(pf.schema_arrow, columns), use_threads=False)
     except (OSError, pa.ArrowException) as e:
         raise UserError(f"cannot read {path}: {e}".splitlines()[0]) from e
 
@@ -71,30 +80,87 @@ def _read_tables(files: Sequence[Path], columns: Sequence[str] | None) -> list[p
         return list(pool.map(lambda f: _read_one(f, columns), files))
 
 
-def load_results(results_dir: str | Path,
-                 columns: Sequence[str] | None = None) -> pd.DataFrame:
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _cached_study(study_dir: Path, files: list[Path],
+                  columns: Sequence[str] | None) -> pa.Table:
+    """The rows of ``files`` via ``<study>/.cache/rows.parquet``: one file holding every row
+    already read, keyed by each rows file's name, size and mtime. Only new or changed files are
+    read, then the cache is rewritten (atomically; skipped if the folder is read-only)."""
+    cache = study_dir / CACHE_FILE
+    manifest_path = cache.with_suffix(".json")
+    stamps = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        cached_schema = pq.read_schema(cache)
+    except (OSError, ValueError, pa.ArrowException):
+        manifest, cached_schema = {}, None
+    fresh = sorted(n for n, st in stamps.items() if manifest.get(n) == st)
+    if cached_schema is None:
+        fresh = []
+    if len(fresh) == len(files) and len(manifest) == len(files):
+        return pq.read_table(cache, columns=_selected(cached_schema, columns))
+    parts = []
+    if fresh:
+        old = pq.read_table(cache)
+        keep = pc.is_in(old[_FILE], value_set=pa.array(fresh))
+        parts.append(old.filter(keep))
+    new = [f for f in files if f.name not in set(fresh)]
+    for f, t in zip(new, _read_tables(new, None), strict=True):
+        parts.append(t.append_column(_FILE, pa.array([f.name] * t.num_rows, pa.string())))
+    table = _concat(parts)
+    table = table.take(pc.sort_indices(table, [(_FILE, "ascending")]))  # stable: file, then row
+    try:
+        cache.parent.mkdir(exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, cache)
+        tmp_m = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
+        tmp_m.write_text(json.dumps(stamps, sort_keys=True))
+        os.replace(tmp_m, manifest_path)
+    except OSError:
+        pass  # a read-only store still loads, only without the cache
+    return table.select(_selected(table.schema, columns))
+
+
+def load_results(results_dir: str | Path, columns: Sequence[str] | None = None,
+                 cache: bool = False) -> pd.DataFrame:
     """All result rows of a study directory, or of every study under a results root.
 
     Returns one tidy DataFrame (the columns of the results-row contract plus every hyperparameter
-    column seen in any file; null where a file lacks it), rows ordered by file name then row.
+    column seen in any file; null where a file lacks it), rows ordered by study, file name, row.
     ``columns`` limits the contract columns read (hyperparameter columns are always read); leaving
     out the long JSON columns (job_config, model_params) saves most of the memory of a big store.
+    ``cache``: keep every row in ``<study>/.cache/rows.parquet`` too and read only the rows files
+    that are new or changed since (a big store then reopens in a second or two).
     Raises ``UserError`` when the directory has no study or no rows.
     """
-    files = row_files(results_dir)
-    if not files:
+    tables = []
+    for d in study_dirs(results_dir):
+        files = sorted((d / "rows").glob("*.parquet"))
+        if not files:
+            continue
+        tables.append(_cached_study(d, files, columns) if cache
+                      else _concat(_read_tables(files, columns)))
+    if not tables:
         raise UserError(f"no result rows under {results_dir} (rows/*.parquet is empty)")
-    tables = _read_tables(files, columns)
-    table = pa.concat_tables(tables, promote_options="permissive")
-    df = table.to_pandas()
+    df = _concat(tables).to_pandas()
     if "seed" in df.columns:
         df["seed"] = df["seed"].astype("Int64")
     return df
 
 
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_floating(t) or pa.types.is_integer(t)
+
+
 def hyperparameter_columns(df: pd.DataFrame) -> list[str]:
-    """Columns outside the results-row contract: one per hyperparameter of the study's methods."""
-    return [c for c in df.columns if c not in CONTRACT_COLUMNS]
+    """Numeric columns outside the results-row contract: one per numeric hyperparameter of the
+    study's methods (string options live in model_params only)."""
+    return [c for c in df.columns
+            if c not in CONTRACT_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
 
 
 def wide(df: pd.DataFrame) -> pd.DataFrame:

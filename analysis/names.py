@@ -33,12 +33,13 @@ METHODS: dict[str, str] = {
     "annealed_vae": "AnnealedVAE", "factor_vae": "FactorVAE",
     "dip_vae_i": "DIP-VAE-I", "dip_vae_ii": "DIP-VAE-II",
     "beta_tc_vae": "β-TCVAE", "beta_tcvae": "β-TCVAE", "betatcvae": "β-TCVAE",
-    "pca": "PCA", "ica": "ICA", "fastica": "ICA", "raw": "raw pixels", "raw_pixels": "raw pixels",
-    "untrained": "untrained encoder", "untrained_encoder": "untrained encoder",
+    "pca": "PCA", "ica": "ICA", "fast_ica": "ICA", "raw_pixels": "raw pixels",
+    "untrained_encoder": "untrained encoder", "denoising_ae": "denoising AE",
+    "sparse_ae": "sparse AE", "infogan": "InfoGAN",
 }
 HYPERPARAMETERS: dict[str, str] = {
     "beta": "β", "gamma": "γ", "c_max": "C_max", "lambda_od": "λ_od", "lambda_d": "λ_d",
-    "lambda_d_factor": "λ_d factor",
+    "lambda_d_factor": "λ_d factor", "rho": "ρ", "noise_level": "noise", "info_weight": "λ_info",
 }
 PREDICTORS: dict[str, str] = {"downstream_lr": "LR", "downstream_gbt": "GBT"}
 TC_COLUMN = "unsupervised.gaussian_total_correlation"

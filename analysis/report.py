@@ -122,19 +122,27 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f"<p>{len(report.figures)} figures, {len(report.skipped)} skipped.</p>",
-        "<h2>Summary</h2>",
     ]
+    sections = list(dict.fromkeys(f.section for f in report.figures))
+    anchors = {s: f"s{i}" for i, s in enumerate(sections, 1)}
+    toc = ['<li><a href="#summary">Summary</a></li>']
+    toc += [f'<li><a href="#{anchors[s]}">{esc(s)}</a></li>' for s in sections]
+    if report.skipped:
+        toc.append('<li><a href="#skipped">Skipped</a></li>')
+    parts += ["<ul>", *toc, "</ul>", '<h2 id="summary">Summary</h2>']
     for name, table in tables.items():
         parts += [f"<h3>{esc(name)}</h3>", _table(table)]
-    sections = list(dict.fromkeys(f.section for f in report.figures))
     for section in sections:
-        parts.append(f"<h2>{esc(section)}</h2>")
+        parts.append(f'<h2 id="{anchors[section]}">{esc(section)}</h2>')
         for f in (f for f in report.figures if f.section == section):
             rel = Path(f.path).relative_to(path.parent).as_posix()
+            csv = Path(f.path).with_suffix(".csv")
+            data = (f' <a href="{esc(csv.relative_to(path.parent).as_posix())}">numbers (CSV)</a>'
+                    if csv.is_file() else "")
             parts.append(f'<figure><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(f.caption)}">'
-                         f"</a><figcaption>{esc(f.caption)}</figcaption></figure>")
+                         f"</a><figcaption>{esc(f.caption)}{data}</figcaption></figure>")
     if report.skipped:
-        parts.append("<h2>Skipped</h2><ul>")
+        parts.append('<h2 id="skipped">Skipped</h2><ul>')
         parts += [f'<li class="skip">{esc(s.section + ": " if s.section else "")}'
                   f"{esc(s.what)}: {esc(s.reason)}</li>" for s in report.skipped]
         parts.append("</ul>")

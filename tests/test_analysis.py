@@ -102,6 +102,28 @@ def test_load_unifies_schemas_across_files(study):
     assert df["job_id"].nunique() == 12
 
 
+def test_cache_gives_the_same_frame_as_the_files(tmp_path):
+    d = tmp_path / "s"
+    write_synthetic_store(d, datasets=("shapes3d",), seeds=(0, 1))
+    cols = figures.FIGURE_COLUMNS
+    pd.testing.assert_frame_equal(load.load_results(d, cache=True), load.load_results(d))
+    assert (d / load.CACHE_FILE).is_file()
+    pd.testing.assert_frame_equal(load.load_results(d, cols, cache=True), load.load_results(d, cols))
+    # A removed, a rewritten and a new rows file: the cache follows the files.
+    files = sorted((d / "rows").glob("*.parquet"))
+    files[0].unlink()
+    t = pq.read_table(files[1])
+    t = t.set_column(t.schema.get_field_index("value"), "value",
+                     pa.array(np.zeros(t.num_rows)))
+    pq.write_table(t, files[1])
+    df = job_rows("synthetic", "shapes3d", "beta_vae", {"beta": 2.0}, 7, np.random.default_rng(1))
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), d / "rows" / "zz.parquet")
+    fresh = load.load_results(d)
+    pd.testing.assert_frame_equal(load.load_results(d, cache=True), fresh)
+    pd.testing.assert_frame_equal(load.load_results(d, cache=True), fresh)  # from the cache
+    assert (fresh.loc[fresh["job_id"] == t["job_id"][0].as_py(), "value"] == 0).all()
+
+
 def test_load_results_root_and_bad_input(study, tmp_path):
     root = tmp_path / "results"
     write_synthetic_store(root / "a", datasets=("shapes3d",), seeds=(0,), study="a")
@@ -200,6 +222,7 @@ def test_every_figure_written_nonempty_and_indexed(drawn):
         assert f.path.is_file() and f.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f.path.stat().st_size > 1000 and f.caption
         assert f'src="{f.path.relative_to(out).as_posix()}"' in html
+    assert 'href="dsprites_full-procedural/mean-score_rank_correlation.csv"' in html
     names = {f.path.name for f in rep.figures}
     for expected in ["mean-score_rank_correlation.png", "sampled-score_rank_correlation.png",
                      "mean-scores_vs_downstream.png",
@@ -238,6 +261,37 @@ def test_sparse_stores_draw_what_they_can(tmp_path):
                                                  "mean-violins-mig.discrete_mig.png"}
     html = rep.index.read_text()
     assert "not identifiable" in html
+
+
+def test_results_root_draws_each_study(tmp_path):
+    for name in ("a", "b"):
+        write_synthetic_store(tmp_path / name, datasets=("shapes3d",), study=name,
+                              methods={"pca": None}, seeds=(0,))
+    rep = figures.draw_all(tmp_path, traversal_jobs=[])
+    assert rep.indexes == [tmp_path / "a" / "figures" / "index.html",
+                           tmp_path / "b" / "figures" / "index.html"]
+    assert all(p.is_file() for p in rep.indexes)
+
+
+def test_settings_and_hyperparameter_columns(tmp_path):
+    # A string column outside the contract is not a hyperparameter; a method with one setting
+    # done so far is labelled by the hyperparameter other methods sweep.
+    rng = np.random.default_rng(0)
+    d = tmp_path / "s" / "rows"
+    d.mkdir(parents=True)
+    for method, beta, seed in [("beta_vae", 1.0, 0), ("beta_vae", 4.0, 0),
+                               ("beta_tc_vae", 1.0, 0), ("beta_tc_vae", 1.0, 1)]:
+        df = job_rows("s", "identity", method, {"beta": beta}, seed, rng)
+        df["dataset_provenance"] = '{"renderer": "x"}'
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False),
+                       d / f"{df['job_id'].iat[0]}.parquet")
+    df = load.load_results(tmp_path / "s")
+    assert load.hyperparameter_columns(df) == ["beta"]
+    from analysis.distributions import settings
+    w = load.wide(df)
+    labels = settings(w, ["beta"]).assign(model=w["model"]).drop_duplicates(["model", "setting"])
+    assert sorted(zip(labels["model"], labels["setting"], strict=True)) == [
+        ("beta_tc_vae", "β=1"), ("beta_vae", "β=1"), ("beta_vae", "β=4")]
 
 
 def test_store_with_only_failures_writes_an_index(tmp_path):

@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     fig = sub.add_parser("figures", help="draw every figure from a results folder")
     fig.add_argument("results_dir", help="a study's results folder (or a results root)")
     fig.add_argument("--out", default=None, help="where to write (default: <study>/figures)")
+    fig.add_argument("--traversal-jobs", nargs="*", default=None, metavar="ID",
+                     help="job or model ids to draw latent traversals for (default: one per method)")
+    fig.add_argument("--efficiency-score", default=None, metavar="METRIC.KEY",
+                     help="the score plotted against efficiency (default: factor_vae.eval_accuracy)")
 
     ds = sub.add_parser("datasets", help="list datasets, or write a PNG grid of samples")
     ds.add_argument("name", nargs="?", help="a dataset to render samples of")
@@ -163,15 +167,18 @@ def cmd_figures(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if not root.is_dir():
         raise UserError(f"results folder not found: {root}")
-    _draw_figures(root, args.out)
+    extra = {"traversal_jobs": args.traversal_jobs}
+    if args.efficiency_score:
+        extra["efficiency_score"] = args.efficiency_score
+    _draw_figures(root, args.out, **extra)
     return 0
 
 
-def _draw_figures(root: Path, out: str | None) -> None:
+def _draw_figures(root: Path, out: str | None, **options) -> None:
     from analysis.figures import draw_all
 
     print(f"drawing figures of {root} ...", file=sys.stderr)
-    print(draw_all(root, out).summary(), file=sys.stderr)
+    print(draw_all(root, out, **options).summary(), file=sys.stderr)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -15,7 +15,8 @@ from benchmark.store import atomic_write_bytes
 STEPS = 10  # steps of the fake training in `checkpointed`
 
 
-def make_jobs(study: str, seeds: list[int], steps_seconds: float = 0.0, **resources) -> list[Job]:
+def make_jobs(study: str, seeds: list[int], steps_seconds: float = 0.0, steps: int = STEPS,
+              **resources) -> list[Job]:
     """Jobs with real, stable ids, built without the dataset/model registries."""
     res = {"cpus_per_job": 1, "gpus_per_job": 0, "mem_gb": 0.25, "time_minutes": 5,
            "partition": None, "account": None, "qos": None, "jobs_per_task": 1,
@@ -23,8 +24,8 @@ def make_jobs(study: str, seeds: list[int], steps_seconds: float = 0.0, **resour
     jobs = []
     for seed in seeds:
         job = Job(study=study, job_id="", model_id="", dataset="identity",
-                  dataset_source="procedural", model="fake", params={"step_seconds": steps_seconds},
-                  seed=seed, training={"steps": STEPS}, evaluation={"metrics": []},
+                  dataset_source="procedural", model="fake", params={"step_seconds": steps_seconds, "steps": steps},
+                  seed=seed, training={"steps": steps}, evaluation={"metrics": []},
                   resources=res)
         jobs.append(replace(job, job_id=stable_hash(job.config()),
                             model_id=stable_hash(job.model_config())))
@@ -59,7 +60,7 @@ def dies_on_seed_1(job, store, progress):
 
 
 def checkpointed(job, store, progress):
-    """Fake training of STEPS steps of `step_seconds` each, with a checkpoint after every step
+    """Fake training of `steps` steps of `step_seconds` each, with a checkpoint after every step
     in `checkpoint_dir(model_id)/last.json` (written atomically, resumed from), and a record of
     each attempt's starting step in `starts.txt` and of the worker's pid and Slurm job in
     `worker.json`, so tests can kill or requeue the worker mid-job."""
@@ -73,12 +74,13 @@ def checkpointed(job, store, progress):
         fh.write(f"{step}\n")
     atomic_write_bytes(ckpt_dir / "worker.json", json.dumps(
         {"pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}).encode())
-    while step < STEPS:
+    steps = job.params["steps"]
+    while step < steps:
         time.sleep(job.params["step_seconds"])
         step += 1
         atomic_write_bytes(last, json.dumps({"step": step}).encode())
         if progress:
-            progress(f"step {step}/{STEPS}")
+            progress(f"step {step}/{steps}")
     starts = [int(s) for s in (ckpt_dir / "starts.txt").read_text().split()]
     rows = _rows(job, step, key="steps") + _rows(job, len(starts), key="attempts")
     store.write_rows(job.job_id, rows, job.param_columns)

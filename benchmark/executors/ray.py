@@ -93,6 +93,50 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as exc:
         raise UserError(f"cannot reach the Ray cluster at {address}: "
                         f"{one_line(exc.strerror or str(exc) or type(exc).__name__)}") from None
+    if target[0] in ("127.0.0.1", "localhost", "::1") and "://" not in address:
+        _follow_loopback_cluster(target[1])
+
+
+def _ray_clusters_enabled() -> Any:
+    """Ray's switch (read from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when ray is imported) that
+    makes a driver replace 127.0.0.1 by the machine's routable address; None if not found."""
+    try:
+        from ray._private import ray_constants
+
+        return ray_constants
+    except Exception:  # noqa: BLE001 - a Ray without this private module
+        return None
+
+
+def _use_loopback() -> bool:
+    """Makes this process and the Ray it starts stay on 127.0.0.1 (True when that worked)."""
+    constants = _ray_clusters_enabled()
+    if constants is None or not hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        return False
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for the daemons ray.init starts
+    constants.ENABLE_RAY_CLUSTER = False  # for this process, which imported ray already
+    return True
+
+
+def _follow_loopback_cluster(port: int) -> None:
+    """A cluster that listens on loopback only (started with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
+    as research/cluster.md recommends on a shared machine) is reachable at 127.0.0.1 but not at
+    the routable address Ray would rewrite 127.0.0.1 to, where ray.init would retry for about a
+    quarter of an hour: keep this driver on loopback too."""
+    constants = _ray_clusters_enabled()
+    if constants is None or not getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        return
+    try:
+        from ray._private.services import get_node_ip_address
+
+        routable = get_node_ip_address()
+        socket.create_connection((routable, port), timeout=2).close()
+    except OSError:
+        if not _use_loopback():
+            raise UserError(f"the Ray cluster at 127.0.0.1:{port} listens on loopback only: set "
+                            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 for this driver too") from None
+    except Exception:  # noqa: BLE001 - Ray's private API moved: let ray.init decide
+        return
 
 
 def _worker_env() -> dict[str, str]:
@@ -149,7 +193,7 @@ class RayExecutor(Executor):
         }
         if self.address is None:
             # A private Ray for this run: bound to loopback, no dashboard, no usage report.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            _use_loopback()
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             kwargs.update(address="local", include_dashboard=False)
             if self.num_cpus is not None:
@@ -196,9 +240,15 @@ class RayExecutor(Executor):
             import ray
 
             self._check_feasible(res)
-            task = ray.remote(_ray_task).options(
-                num_cpus=res.cpus_per_job, num_gpus=res.gpus_per_job,
-                memory=int(res.mem_gb * GIB), max_retries=res.max_retries, retry_exceptions=False)
+            remote = ray.remote(_ray_task)
+            options = {"num_cpus": res.cpus_per_job, "num_gpus": res.gpus_per_job,
+                       "memory": int(res.mem_gb * GIB), "max_retries": res.max_retries,
+                       "retry_exceptions": False}
+
+            def task(job: Job) -> Any:
+                return remote.options(name=f"benchmark:{job.job_id}", **options).remote(
+                    self.job_fn, job, str(store.root))
+
             self._follow(task, todo, store, res, summary, show_progress)
         finally:
             if started:
@@ -214,13 +264,11 @@ class RayExecutor(Executor):
         bar = tqdm(total=len(todo), unit="job", disable=not show_progress, dynamic_ncols=True,
                    desc=todo[0].study)
         inflight: dict[Any, Job] = {}
-        root = str(store.root)
         try:
             while todo or inflight:
                 while todo and (self.max_running is None or len(inflight) < self.max_running):
                     job = todo.popleft()
-                    ref = task.options(name=f"benchmark:{job.job_id}").remote(self.job_fn, job, root)
-                    inflight[ref] = job
+                    inflight[task(job)] = job
                 ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0.5)
                 for ref in ready:
                     job = inflight.pop(ref)

@@ -289,7 +289,9 @@ class SlurmExecutor(Executor):
         tasks: dict[str, list[str]] = {}
         for index, array in enumerate(arrays):
             try:
-                with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr
+                # clean_env: a driver that is itself a Slurm job (slurm/run_study.sbatch) must not
+                # pass its own SLURM_* settings on to the tasks; stderr: submitit echoes sbatch's.
+                with submitit.helpers.clean_env(), contextlib.redirect_stderr(io.StringIO()):
                     submitted = executor.map_array(runner, array, [str(store.root)] * len(array),
                                                    [self.job_fn] * len(array))
             except Exception as exc:  # noqa: BLE001 - sbatch's refusal, said in one line

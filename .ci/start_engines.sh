@@ -21,7 +21,7 @@ fi
   echo "start_engines: $SLURM_LOCAL/start.sh not found (set BENCHMARK_SHARED to the shared/ folder)" >&2
   exit 1
 }
-export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
 
 t0=$(date +%s)
 bash "$SLURM_LOCAL/start.sh"                  # prints READY, or exits 1 with the log's tail

@@ -264,3 +264,26 @@ def test_cli_runs_a_study_on_a_private_local_ray_and_bad_address_exits_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port}: ")
     assert "\n" not in err
+
+
+def _training_available() -> bool:
+    import importlib
+    import importlib.util
+
+    models = importlib.import_module("benchmark.models")
+    return hasattr(models, "METHODS") and importlib.util.find_spec("benchmark.training") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _training_available(), reason="training/models not merged into this branch")
+def test_the_tiny_spec_trains_on_ray_end_to_end(head, write_spec, tmp_path):
+    from conftest import tiny_spec
+
+    import benchmark.cli as cli
+
+    spec = write_spec(tiny_spec(study="tinyray", resources={"mem_gb": 1}))
+    results = tmp_path / "results"
+    assert cli.main(["run", str(spec), "--executor", "ray", "--ray-address", head,
+                     "--results", str(results), "--quiet", "--no-figures"]) == 0
+    rows = ResultsStore(results / "tinyray").read_rows().to_pandas()
+    assert rows["job_id"].nunique() == 4 and set(rows["metric"]) >= {"train", "mig"}

@@ -307,6 +307,7 @@ def _training_available() -> bool:
     return hasattr(models, "METHODS") and importlib.util.find_spec("benchmark.training") is not None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _training_available(), reason="training/models not merged into this branch")
 def test_the_tiny_spec_trains_on_slurm_end_to_end(write_spec, tmp_path):
     from conftest import tiny_spec
@@ -322,3 +323,50 @@ def test_the_tiny_spec_trains_on_slurm_end_to_end(write_spec, tmp_path):
     rows = store.read_rows().to_pandas()
     assert rows["job_id"].nunique() == 4 and set(rows["metric"]) >= {"train", "mig"}
     assert Path(store.root / "logs").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _training_available(), reason="training/models not merged into this branch")
+def test_real_training_preempted_on_slurm_resumes_from_its_checkpoint(write_spec, tmp_path):
+    """`run_job` + `train` under a preemption: the requeued task resumes from `last.pt`."""
+    import torch
+    from conftest import tiny_spec
+
+    from benchmark.spec import expand, load_spec
+
+    name = f"pre{os.getpid()}"
+    spec_path = write_spec(tiny_spec(
+        study=name, methods={"beta_vae": {"beta": 1}}, seeds=[0],
+        training={"steps": 300, "batch_size": 8, "checkpoint_every": 20},
+        resources={"mem_gb": 1}))
+    [job] = expand(load_spec(spec_path))
+    store = ResultsStore(tmp_path / name)
+    result = {}
+    driver = threading.Thread(target=lambda: result.update(summary=SlurmExecutor(**FAST).run(
+        [job], store, show_progress=False)))
+    driver.start()
+    ckpt = store.checkpoint_dir(job.model_id) / "last.pt"
+
+    def checkpoint_step() -> int:
+        try:
+            return int(torch.load(ckpt, weights_only=True)["step"])
+        except Exception:  # noqa: BLE001 - not written yet, or being replaced
+            return 0
+
+    try:
+        at = _wait_for(lambda: (s := checkpoint_step()) >= 60 and s, 120, "a checkpoint at step 60")
+        [slurm_id] = list((queue_states(name) or {"?": ""}).keys())
+        for sig in ("SIGTERM", "USR2"):
+            subprocess.run(["scancel", "--signal", sig, slurm_id], check=True)
+        driver.join(timeout=240)
+    finally:
+        if driver.is_alive():
+            subprocess.run(["scancel", "-n", f"benchmark-{name}"])
+            driver.join(timeout=30)
+    assert result["summary"].done == [job.job_id]
+    rows = store.read_rows().to_pandas()
+    assert set(rows["train_steps"]) == {300} and {"train", "mig"} <= set(rows["metric"])
+    log = store.log_path(job.job_id).read_text()
+    first, resumed = log.split("restart 1)")  # the job's log: attempt 1, then the requeued one
+    steps = [int(s.split("/")[0]) for s in resumed.split("step ")[1:]]
+    assert steps and min(steps) > at >= 60, (at, steps)  # no step before the checkpoint again

@@ -23,7 +23,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
     run.add_argument("--results", default="results", help="results root (default: ./results)")
     run.add_argument("--workers", type=int, default=None,
-                     help="local worker processes (default: one per core)")
+                     help="local worker processes (default: one per core); slurm: the most array "
+                          "tasks running at once; ray: the most jobs running at once")
+    # Cluster back-ends (benchmark/executors/slurm.py, ray.py).
+    run.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                     help="slurm: jobs run one after another by each array task (default: the "
+                          "spec's resources.jobs_per_task)")
+    run.add_argument("--ray-address", default=None, metavar="ADDR",
+                     help="ray: an existing cluster (host:port, ray://host:port or auto; default: "
+                          "$RAY_ADDRESS, else a local Ray on this machine)")
     run.add_argument("--dry-run", action="store_true", help="print the job counts and exit")
     run.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                      help="run only jobs with this dataset/model/seed/hyperparameter (repeatable)")
@@ -129,7 +137,15 @@ def _executor(args: argparse.Namespace):
         from benchmark.executors.local import LocalExecutor
 
         return LocalExecutor(workers=args.workers)
-    raise UserError(f"--executor {args.executor} is not available yet (use --executor local)")
+    if args.executor == "slurm":
+        from benchmark.executors.slurm import SlurmExecutor
+
+        return SlurmExecutor(chunk_size=args.chunk_size, max_running=args.workers)
+    if args.executor == "ray":
+        from benchmark.executors.ray import RayExecutor
+
+        return RayExecutor(address=args.ray_address, max_running=args.workers)
+    raise UserError(f"unknown executor {args.executor!r} (use local, slurm or ray)")
 
 
 def _print_counts(study: str, jobs) -> None:

@@ -92,6 +92,9 @@ class Resources(_Strict):
     qos: str | None = None
     jobs_per_task: int = Field(1, gt=0)
     sbatch_extra: dict[str, Scalar] = {}
+    # Cluster back-ends (benchmark/executors/slurm.py, ray.py):
+    max_retries: int = Field(3, ge=0)  # Ray: retries of a job whose worker died; Slurm: requeues on timeout
+    sbatch_setup: list[str] = []  # shell lines run before each Slurm task (module load, venv activate)
 
 
 class StudySpec(_Strict):

@@ -1,0 +1,166 @@
+"""What the Slurm and Ray back-ends share: running a job on a remote worker with its own log, the
+study's resource request, and following jobs through the results store.
+
+The store is the single source of truth for both back-ends: a job is finished when its rows file
+(or a failure record written after it was submitted) exists, whichever scheduler ran it and however
+many times. That is what lets a later `benchmark run` or `benchmark status` pick up a study whose
+driver died, and what makes a job that runs twice (a requeue racing a retry) harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.errors import UserError
+from benchmark.jobs import JobOutcome
+from benchmark.spec import Job, Resources
+from benchmark.store import ResultsStore, format_exception, now_utc
+
+JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
+
+
+def default_job_fn() -> JobFn:
+    """`benchmark.jobs.run_job`, looked up when an executor is built (not when this module is
+    imported), so that it is always the current one."""
+    from benchmark import jobs
+
+    return jobs.run_job
+
+
+def study_resources(jobs: Sequence[Job]) -> Resources:
+    """The one resource request of a batch of jobs (they come from one spec's `resources:`)."""
+    requests = {tuple(sorted((k, repr(v)) for k, v in j.resources.items())) for j in jobs}
+    if len(requests) > 1:
+        raise UserError("jobs of one run ask for different resources; run one study at a time")
+    return Resources.model_validate(jobs[0].resources if jobs else {})
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def run_logged(job_fn: JobFn, job: Job, store: ResultsStore, where: str) -> JobOutcome:
+    """Runs one job on a worker with its stdout/stderr and progress in `store.log_path(job_id)`.
+
+    `job_fn` records its own failures; an exception that escapes it anyway is recorded here, since
+    a remote driver learns about jobs only through the store.
+    """
+    log_path = store.log_path(job.job_id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", buffering=1, encoding="utf-8") as log:
+        log.write(f"--- {now_utc().isoformat()} job {job.job_id} ({job.model} seed {job.seed}) "
+                  f"on {socket.gethostname()} pid {os.getpid()}, {where}\n")
+
+        def progress(message: str) -> None:
+            log.write(f"{now_utc().isoformat()} {message}\n")
+
+        with _redirect_output(log):
+            try:
+                outcome = job_fn(job, store, progress)
+            except Exception as exc:  # noqa: BLE001 - recorded, the rest of the chunk goes on
+                reason, tb = format_exception(exc)
+                sys.stderr.write(tb)
+                store.write_failure(job.job_id, reason, kind="error", traceback=tb)
+                outcome = JobOutcome(job.job_id, "failed", reason)
+        log.write(f"--- {now_utc().isoformat()} job {job.job_id}: {outcome.status} "
+                  f"{outcome.reason}\n")
+    return outcome
+
+
+class _redirect_output:
+    """Points file descriptors 1 and 2 (prints, warnings, C libraries) at `log` for one job."""
+
+    def __init__(self, log: Any):
+        self.log = log
+
+    def __enter__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = [os.dup(1), os.dup(2)]
+        os.dup2(self.log.fileno(), 1)
+        os.dup2(self.log.fileno(), 2)
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+@dataclass
+class Finished:
+    job_id: str
+    status: str  # "done" | "failed"
+    reason: str = ""
+
+
+class StoreFollower:
+    """Tells which of the followed jobs have finished, from the store alone.
+
+    A failure record counts only if it appeared or changed after following began: a failure left
+    by an earlier run is what is being retried, not the outcome of this attempt.
+    """
+
+    def __init__(self, store: ResultsStore, job_ids: Iterable[str]):
+        self.store = store
+        self.pending = set(job_ids)
+        self._old_failures = {jid: sig for jid, sig in self._failure_signatures().items()
+                              if jid in self.pending}
+
+    def _failure_signatures(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        try:
+            with os.scandir(self.store.failures_dir) as it:
+                for entry in it:
+                    if entry.name.endswith(".json") and not entry.name.startswith("."):
+                        st = entry.stat()
+                        out[entry.name[:-5]] = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def poll(self) -> list[Finished]:
+        if not self.pending:
+            return []
+        finished = []
+        done = self.store.done_ids() & self.pending
+        for jid in done:
+            finished.append(Finished(jid, "done"))
+        self.pending -= done
+        failures = self._failure_signatures()
+        for jid in sorted(self.pending & set(failures)):
+            if self._old_failures.get(jid) == failures[jid]:
+                continue
+            finished.append(Finished(jid, "failed", self._reason(jid)))
+            self.pending.discard(jid)
+        return finished
+
+
+    def _reason(self, job_id: str) -> str:
+        try:
+            return json.loads(self.store.failure_path(job_id).read_text()).get("reason", "?")
+        except (OSError, ValueError):
+            return "failed (unreadable failure record)"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,321 @@
+"""The Ray executor: one Ray task per job, on a local Ray or an existing cluster (`--ray-address`).
+
+Why tasks and not Ray Tune: a study is already an expanded, content-addressed grid whose state
+lives in the results store; Tune would add a second experiment state (its trial table and
+`Tuner.restore`) that can disagree with the store, trial directories the store does not use, and
+search/scheduling machinery a fixed grid never needs. A task per job maps directly onto what is
+needed: a resource request per job (`num_cpus`, `num_gpus`, `memory`), retries when a worker or
+node dies (`max_retries`; the retried job resumes from its training checkpoint), and no state of
+its own. If the driver dies, Ray stops its tasks (they are owned by the driver); the next
+`benchmark run` skips the finished jobs and resumes the others from their checkpoints.
+
+Workers must see the results folder at the same path as the driver (a shared filesystem): the
+rows, checkpoints and per-job logs (`logs/<job_id>.log`) are written there by the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import deque
+from typing import Any
+
+from tqdm import tqdm
+
+from benchmark.errors import UserError
+from benchmark.executors._cluster import (
+    JobFn,
+    default_job_fn,
+    one_line,
+    run_logged,
+    study_resources,
+)
+from benchmark.executors.base import Executor, RunSummary
+from benchmark.jobs import JobOutcome
+from benchmark.spec import Job, Resources
+from benchmark.store import ResultsStore
+
+RAY_CLIENT_PORT = 10001
+GIB = 2**30
+
+
+def _ray_task(job_fn: JobFn, job: Job, store_root: str) -> JobOutcome:
+    """What a Ray worker runs for one job."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    where = f"ray node {ctx.get_node_id()[:12]} task {ctx.get_task_id()}"
+    return run_logged(job_fn, job, ResultsStore(store_root), where)
+
+
+def parse_address(address: str) -> tuple[str, int] | None:
+    """(host, port) to probe for a cluster address; None for "auto"/"local" (resolved by Ray)."""
+    if address in ("auto", "local"):
+        return None
+    rest = address
+    default_port = None
+    if "://" in address:
+        scheme, _, rest = address.partition("://")
+        if scheme != "ray":
+            raise UserError(f"--ray-address {address!r}: expected host:port or ray://host:port")
+        default_port = RAY_CLIENT_PORT
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep:
+        host, port = rest.rstrip("/"), ""
+    if not port and default_port is not None:
+        return host, default_port
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address {address!r}: expected host:port (e.g. 10.0.0.1:6379), "
+                        "ray://host:port or auto")
+    return host, int(port)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fails fast, in one line, where `ray.init` would retry an unreachable address for minutes."""
+    target = parse_address(address)
+    if target is None:
+        if address == "auto":
+            try:
+                from ray._private.services import canonicalize_bootstrap_address
+
+                resolved = canonicalize_bootstrap_address("auto")
+            except Exception:  # noqa: BLE001 - Ray's private API moved: let ray.init decide
+                return
+            if not resolved:
+                raise UserError("--ray-address auto: no Ray cluster is running on this machine "
+                                "(start one with `ray start --head`, or leave out --ray-address)")
+            target = parse_address(resolved)
+        else:
+            return
+    assert target is not None
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: "
+                        f"{one_line(exc.strerror or str(exc) or type(exc).__name__)}") from None
+    if target[0] in ("127.0.0.1", "localhost", "::1") and "://" not in address:
+        _follow_loopback_cluster(target[1])
+
+
+def _ray_clusters_enabled() -> Any:
+    """Ray's switch (read from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when ray is imported) that
+    makes a driver replace 127.0.0.1 by the machine's routable address; None if not found."""
+    try:
+        from ray._private import ray_constants
+
+        return ray_constants
+    except Exception:  # noqa: BLE001 - a Ray without this private module
+        return None
+
+
+def _use_loopback() -> bool:
+    """Makes this process and the Ray it starts stay on 127.0.0.1 (True when that worked)."""
+    constants = _ray_clusters_enabled()
+    if constants is None or not hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        return False
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for the daemons ray.init starts
+    constants.ENABLE_RAY_CLUSTER = False  # for this process, which imported ray already
+    return True
+
+
+def _follow_loopback_cluster(port: int) -> None:
+    """A cluster that listens on loopback only (started with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
+    as research/cluster.md recommends on a shared machine) is reachable at 127.0.0.1 but not at
+    the routable address Ray would rewrite 127.0.0.1 to, where ray.init would retry for about a
+    quarter of an hour: keep this driver on loopback too."""
+    constants = _ray_clusters_enabled()
+    if constants is None or not getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        return
+    try:
+        from ray._private.services import get_node_ip_address
+
+        routable = get_node_ip_address()
+        socket.create_connection((routable, port), timeout=2).close()
+    except OSError:
+        if not _use_loopback():
+            raise UserError(f"the Ray cluster at 127.0.0.1:{port} listens on loopback only: set "
+                            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 for this driver too") from None
+    except Exception:  # noqa: BLE001 - Ray's private API moved: let ray.init decide
+        return
+
+
+def _worker_env() -> dict[str, str]:
+    """Environment the job's workers need: the driver's import path and the allocator settings."""
+    from benchmark.executors.local import ALLOCATOR_ENV
+
+    env = dict(ALLOCATOR_ENV)
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+class RayExecutor(Executor):
+    """Runs a study's jobs as Ray tasks."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        max_running: int | None = None,
+        num_cpus: int | None = None,
+        job_fn: JobFn | None = None,
+        connect_timeout: float = 5.0,
+        init_kwargs: dict[str, Any] | None = None,
+    ):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--executor ray needs Ray: pip install "
+                            "'disentanglement-benchmark[ray]'") from None
+        if max_running is not None and max_running < 1:
+            raise UserError(f"--workers must be at least 1, got {max_running}")
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        if self.address == "local":
+            self.address = None
+        if self.address is not None:
+            check_reachable(self.address, connect_timeout)
+        self.max_running = max_running
+        self.num_cpus = num_cpus
+        self.job_fn = job_fn or default_job_fn()
+        self.init_kwargs = init_kwargs or {}
+
+    def _connect(self) -> bool:
+        """Connects to (or starts) Ray; True when this call started the connection."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        kwargs: dict[str, Any] = {
+            "log_to_driver": False,  # each job's output is in logs/<job_id>.log
+            "runtime_env": {"env_vars": _worker_env()},
+            **self.init_kwargs,
+        }
+        if self.address is None:
+            # A private Ray for this run: bound to loopback, no dashboard, no usage report.
+            _use_loopback()
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            kwargs.update(address="local", include_dashboard=False)
+            if self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+        else:
+            kwargs["address"] = self.address
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray's own errors, said in one line
+            where = self.address or "a local Ray"
+            raise UserError(f"cannot start or join {where}: {type(exc).__name__}: "
+                            f"{one_line(str(exc))}") from None
+        return True
+
+    @staticmethod
+    def _check_feasible(res: Resources) -> None:
+        """A request no node can meet would wait forever: refuse it now, in one line."""
+        import ray
+
+        want = {"CPU": float(res.cpus_per_job), "GPU": float(res.gpus_per_job),
+                "memory": res.mem_gb * GIB}
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if any(all(node.get(k, 0.0) >= v for k, v in want.items() if v) for node in nodes):
+            return
+        best = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+        have = (f"{best.get('CPU', 0):g} CPUs, {best.get('GPU', 0):g} GPUs, "
+                f"{best.get('memory', 0) / GIB:.1f} GB memory")
+        raise UserError(f"no Ray node can run a job asking for {res.cpus_per_job} CPUs, "
+                        f"{res.gpus_per_job} GPUs and {res.mem_gb:g} GB memory (the largest has "
+                        f"{have}); change resources in the spec")
+
+    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
+        summary = RunSummary()
+        done_already = store.done_ids()
+        todo: deque[Job] = deque()
+        for job in jobs:
+            (summary.skipped.append(job.job_id) if job.job_id in done_already else todo.append(job))
+        if not todo:
+            return summary
+        res = study_resources(list(todo))
+        store.root.mkdir(parents=True, exist_ok=True)
+        started = self._connect()
+        try:
+            import ray
+
+            self._check_feasible(res)
+            remote = ray.remote(_ray_task)
+            options = {"num_cpus": res.cpus_per_job, "num_gpus": res.gpus_per_job,
+                       "memory": int(res.mem_gb * GIB), "max_retries": res.max_retries,
+                       "retry_exceptions": False}
+
+            def task(job: Job) -> Any:
+                return remote.options(name=f"benchmark:{job.job_id}", **options).remote(
+                    self.job_fn, job, str(store.root))
+
+            self._follow(task, todo, store, res, summary, show_progress)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+        return summary
+
+    def _follow(self, task: Any, todo: deque[Job], store: ResultsStore, res: Resources,
+                summary: RunSummary, show_progress: bool) -> None:
+        import ray
+
+        bar = tqdm(total=len(todo), unit="job", disable=not show_progress, dynamic_ncols=True,
+                   desc=todo[0].study)
+        inflight: dict[Any, Job] = {}
+        try:
+            while todo or inflight:
+                while todo and (self.max_running is None or len(inflight) < self.max_running):
+                    job = todo.popleft()
+                    inflight[task(job)] = job
+                ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0.5)
+                for ref in ready:
+                    job = inflight.pop(ref)
+                    self._record(self._outcome(ref, job, store, res), store, summary, bar)
+                bar.set_postfix_str(f"ray: {len(inflight)} submitted", refresh=False)
+                bar.refresh()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            for ref in inflight:
+                ray.cancel(ref, force=True)
+            bar.write(f"interrupted: {len(inflight)} running jobs stopped; finished jobs are saved, "
+                      "the others resume from their last checkpoint on the next run")
+        finally:
+            bar.close()
+
+    @staticmethod
+    def _outcome(ref: Any, job: Job, store: ResultsStore, res: Resources) -> JobOutcome:
+        import ray
+        from ray import exceptions as rex
+
+        try:
+            return ray.get(ref)
+        except rex.RayError as exc:
+            died = (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError)
+            if isinstance(exc, died):
+                kind = "worker_died"
+                reason = (f"Ray worker died {res.max_retries + 1} times running this job: "
+                          f"{type(exc).__name__}: {one_line(str(exc), 200)}")
+            else:
+                kind = "error"
+                reason = f"{type(exc).__name__}: {one_line(str(exc), 200)}"
+            store.write_failure(job.job_id, reason, kind=kind)
+            return JobOutcome(job.job_id, "failed", reason)
+
+    @staticmethod
+    def _record(outcome: JobOutcome, store: ResultsStore, summary: RunSummary, bar: tqdm) -> None:
+        if outcome.status == "done" and not store.is_done(outcome.job_id):
+            reason = (f"a worker finished the job but its rows are not in {store.root}: the "
+                      "results folder must be on a filesystem the Ray workers share")
+            store.write_failure(outcome.job_id, reason, kind="not_shared")
+            outcome = JobOutcome(outcome.job_id, "failed", reason)
+        if outcome.status == "done":
+            summary.done.append(outcome.job_id)
+        elif outcome.status == "skipped":
+            summary.skipped.append(outcome.job_id)
+        else:
+            summary.failed[outcome.job_id] = outcome.reason
+            bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
+        bar.update(1)
+

@@ -1,0 +1,417 @@
+"""The Slurm executor: a study as submitit job arrays, followed through the results store.
+
+Jobs are packed into chunks (`resources.jobs_per_task`, or `--chunk-size`), one chunk per array
+task, so 12,600 jobs need not be 12,600 Slurm jobs; arrays larger than the cluster's MaxArraySize
+are split. Each array task runs its jobs one after the other with `run_job`, which skips finished
+jobs and resumes training from `checkpoints/<model_id>/`: a task that is preempted, requeued
+(`scontrol requeue`) or timed out (submitit's Checkpointable requeues it on the USR2 warning) starts
+its chunk again and loses only the steps since the last checkpoint.
+
+The driver knows which Slurm task runs which jobs from `slurm/arrays/<array id>.json` in the study
+folder, and what finished from the store itself, never from submitit's pickles alone: a driver that
+exits (Ctrl-C, a closed laptop, its own time limit) leaves the arrays running, and the next
+`benchmark run` reattaches to the tasks still queued or running instead of submitting their jobs
+again. Per-job logs are `logs/<job_id>.log`; each task's own stdout/stderr is in
+`slurm/<array>_<task>/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from benchmark.errors import UserError
+from benchmark.executors._cluster import (
+    Finished,
+    JobFn,
+    StoreFollower,
+    chunks,
+    default_job_fn,
+    one_line,
+    run_logged,
+    study_resources,
+)
+from benchmark.executors.base import Executor, RunSummary
+from benchmark.spec import Job, Resources
+from benchmark.store import ResultsStore, atomic_write_bytes, now_utc
+
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
+
+
+class SlurmChunk:
+    """The callable one array task runs: its chunk of jobs, in order.
+
+    submitit calls `checkpoint` when the task is about to be preempted or to time out and
+    requeues the returned submission; running the same chunk again is the right checkpoint,
+    because finished jobs are skipped and training resumes from its own checkpoints.
+    """
+
+    def __call__(self, jobs: list[Job], store_root: str, job_fn: JobFn) -> list[tuple[str, str, str]]:
+        store = ResultsStore(store_root)
+        env = os.environ
+        task = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+                if "SLURM_ARRAY_JOB_ID" in env else env.get("SLURM_JOB_ID", "?"))
+        where = (f"slurm task {task} (job {env.get('SLURM_JOB_ID', '?')}, "
+                 f"restart {env.get('SLURM_RESTART_COUNT', '0')})")
+        outcomes = []
+        for job in jobs:
+            outcome = run_logged(job_fn, job, store, where)
+            outcomes.append((outcome.job_id, outcome.status, outcome.reason))
+        return outcomes
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER", "")
+
+
+def job_name(study: str) -> str:
+    return f"benchmark-{study}"
+
+
+def arrays_dir(store: ResultsStore) -> Path:
+    return store.root / "slurm" / "arrays"
+
+
+def read_arrays(store: ResultsStore) -> list[dict[str, Any]]:
+    """The study's submission records, oldest first."""
+    out = []
+    folder = arrays_dir(store)
+    if folder.is_dir():
+        for path in folder.glob("*.json"):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+    return sorted(out, key=lambda r: r.get("submitted_at", ""))
+
+
+def queue_states(study: str) -> dict[str, str] | None:
+    """Slurm id ("123_4", or "123" for a job that is not an array) -> state of this study's tasks
+    that are still queued, running or being requeued; None when squeue does not answer."""
+    try:
+        proc = subprocess.run(
+            ["squeue", "-h", "-r", "-u", _user(), "-n", job_name(study), "-o", "%i %T"],
+            capture_output=True, text=True, timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    states = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+def active_jobs(store: ResultsStore) -> dict[str, tuple[str, str]]:
+    """job_id -> (Slurm id, state) for the study's jobs whose Slurm task is queued or running
+    and that have no rows yet (for `benchmark status`)."""
+    states = queue_states(store.root.name) or {}
+    done = store.done_ids()
+    out = {}
+    for record in read_arrays(store):
+        for slurm_id, job_ids in zip(record["slurm_ids"], record["tasks"]):
+            if slurm_id in states:
+                out.update({j: (slurm_id, states[slurm_id]) for j in job_ids if j not in done})
+    return out
+
+
+def _final_state(slurm_id: str) -> str:
+    """Slurm's final state of a task (best effort: accounting may lag or be off)."""
+    try:
+        proc = subprocess.run(["sacct", "-n", "-P", "-X", "-j", slurm_id, "-o", "State,ExitCode"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    return lines[-1].replace("|", ", exit code ") if proc.returncode == 0 and lines else "unknown"
+
+
+def _max_array_size() -> int:
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return DEFAULT_MAX_ARRAY_SIZE
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize":
+            try:
+                return max(1, int(value.strip()))
+            except ValueError:
+                break
+    return DEFAULT_MAX_ARRAY_SIZE
+
+
+def _partitions() -> list[str] | None:
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return sorted({p.strip() for p in proc.stdout.split() if p.strip()})
+
+
+def _sbatch_error(exc: BaseException) -> str:
+    """The line of sbatch's stderr that says why it refused, from submitit's exception."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return one_line((errors or lines or [type(exc).__name__])[-1])
+
+
+class SlurmExecutor(Executor):
+    """Runs a study's jobs as Slurm job arrays through submitit."""
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        chunk_size: int | None = None,
+        max_running: int | None = None,
+        poll_interval: float = 5.0,
+        ended_grace: float = 15.0,
+        job_fn: JobFn | None = None,
+        python: str | None = None,
+    ):
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise UserError("--executor slurm needs submitit: pip install "
+                            "'disentanglement-benchmark[slurm]'") from None
+        for command in ("sbatch", "squeue", "sinfo", "scontrol"):
+            if shutil.which(command) is None:
+                raise UserError(f"--executor slurm: '{command}' was not found on PATH (run on a "
+                                "Slurm login node, or use --executor local)")
+        if chunk_size is not None and chunk_size < 1:
+            raise UserError(f"--chunk-size must be at least 1, got {chunk_size}")
+        if max_running is not None and max_running < 1:
+            raise UserError(f"--workers must be at least 1, got {max_running}")
+        self.chunk_size = chunk_size
+        self.max_running = max_running
+        self.poll_interval = poll_interval
+        self.ended_grace = ended_grace
+        self.job_fn = job_fn or default_job_fn()
+        self.python = python
+        self.submitted: list[dict[str, Any]] = []  # this run's submission records
+
+    # -- the driver -------------------------------------------------------------------------
+    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
+        summary = RunSummary()
+        done_already = store.done_ids()
+        todo = []
+        for job in jobs:
+            (summary.skipped.append(job.job_id) if job.job_id in done_already else todo.append(job))
+        if not todo:
+            return summary
+        resources = study_resources(todo)
+        self._check_partition(resources.partition)
+        study = todo[0].study
+        follower = StoreFollower(store, [j.job_id for j in todo])
+
+        tasks = self._reattach(store, study, {j.job_id for j in todo})
+        attached = {jid for jids in tasks.values() for jid in jids}
+        new = [j for j in todo if j.job_id not in attached]
+        if attached:
+            print(f"slurm: reattached to {len(tasks)} queued or running tasks holding "
+                  f"{len(attached)} jobs", file=sys.stderr)
+        if new:
+            tasks.update(self.submit(new, store, resources))
+        self._follow(store, study, tasks, follower, summary, show_progress)
+        return summary
+
+    def _check_partition(self, partition: str | None) -> None:
+        if partition is None:
+            return
+        known = _partitions()
+        if known is None:
+            raise UserError("--executor slurm: sinfo failed (is the Slurm controller reachable?)")
+        if partition not in known:
+            raise UserError(f"Slurm has no partition {partition!r} (partitions here: "
+                            f"{', '.join(known) or 'none'}); fix resources.partition in the spec")
+
+    def _reattach(self, store: ResultsStore, study: str, todo: set[str]) -> dict[str, list[str]]:
+        """Tasks of earlier runs that are still queued or running, with their unfinished jobs."""
+        records = read_arrays(store)
+        if not records:
+            return {}
+        states = queue_states(study)
+        if states is None:
+            raise UserError("--executor slurm: squeue failed, so this run cannot tell which jobs "
+                            "an earlier run left queued (is the Slurm controller reachable?)")
+        tasks: dict[str, list[str]] = {}
+        for record in records:
+            for slurm_id, job_ids in zip(record["slurm_ids"], record["tasks"]):
+                mine = [j for j in job_ids if j in todo]
+                if slurm_id in states and mine:
+                    tasks[slurm_id] = mine
+        return tasks
+
+    def submit(self, jobs: Sequence[Job], store: ResultsStore, resources: Resources
+               ) -> dict[str, list[str]]:
+        """Submits `jobs` as job arrays; returns Slurm id -> job ids. Each array's record is
+        written to the store as soon as sbatch accepts it."""
+        import submitit
+
+        size = self.chunk_size or resources.jobs_per_task
+        parts = list(chunks(list(jobs), size))
+        per_array = _max_array_size()
+        arrays = list(chunks(parts, per_array))
+        folder = store.root / "slurm" / "%j"
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                         slurm_max_num_timeout=resources.max_retries,
+                                         slurm_python=self.python)
+        executor.update_parameters(**self._parameters(jobs[0].study, resources))
+        runner = SlurmChunk()
+        tasks: dict[str, list[str]] = {}
+        for index, array in enumerate(arrays):
+            try:
+                # clean_env: a driver that is itself a Slurm job (slurm/run_study.sbatch) must not
+                # pass its own SLURM_* settings on to the tasks; stderr: submitit echoes sbatch's.
+                with submitit.helpers.clean_env(), contextlib.redirect_stderr(io.StringIO()):
+                    submitted = executor.map_array(runner, array, [str(store.root)] * len(array),
+                                                   [self.job_fn] * len(array))
+            except Exception as exc:  # noqa: BLE001 - sbatch's refusal, said in one line
+                raise UserError(self._refusal(exc, index, len(arrays))) from None
+            record = {
+                "study": jobs[0].study,
+                "array_id": submitted[0].job_id.split("_")[0],
+                "submitted_at": now_utc().isoformat(),
+                "slurm_ids": [s.job_id for s in submitted],
+                "tasks": [[j.job_id for j in part] for part in array],
+            }
+            atomic_write_bytes(arrays_dir(store) / f"{record['array_id']}.json",
+                               json.dumps(record, indent=1).encode())
+            self.submitted.append(record)
+            tasks.update(zip(record["slurm_ids"], record["tasks"]))
+        print(f"slurm: submitted {len(jobs)} jobs as {len(parts)} tasks in "
+              f"{len(arrays)} array(s): {', '.join(r['array_id'] for r in self.submitted)}; "
+              f"logs in {store.root / 'logs'}", file=sys.stderr)
+        return tasks
+
+    def _refusal(self, exc: BaseException, index: int, total: int) -> str:
+        why = _sbatch_error(exc)
+        if not self.submitted:
+            return f"sbatch refused the study's jobs, nothing was submitted: {why}"
+        ids = " ".join(r["array_id"] for r in self.submitted)
+        went = sum(len(t) for r in self.submitted for t in r["tasks"])
+        return (f"sbatch refused array {index + 1} of {total}: {why}; already submitted: {went} "
+                f"jobs in Slurm arrays {ids} (they keep running and `benchmark run` again "
+                f"reattaches to them; `scancel {ids}` stops them)")
+
+    def _parameters(self, study: str, res: Resources) -> dict[str, Any]:
+        from benchmark.executors.local import ALLOCATOR_ENV
+
+        setup = [f"export OMP_NUM_THREADS={res.cpus_per_job}"]
+        setup += [f"export {k}={v}" for k, v in ALLOCATOR_ENV.items()]
+        setup += list(res.sbatch_setup)
+        params: dict[str, Any] = {
+            "name": job_name(study),
+            "timeout_min": res.time_minutes,
+            "cpus_per_task": res.cpus_per_job,
+            "mem_gb": res.mem_gb,
+            "slurm_setup": setup,
+            # Slurm sends USR2 this long before the time limit, so submitit can requeue the task.
+            "slurm_signal_delay_s": min(120, max(30, res.time_minutes * 60 // 20)),
+        }
+        if res.gpus_per_job:
+            params["gpus_per_node"] = res.gpus_per_job
+        if res.partition:
+            params["slurm_partition"] = res.partition
+        if res.account:
+            params["slurm_account"] = res.account
+        if res.qos:
+            params["slurm_qos"] = res.qos
+        if self.max_running:
+            params["slurm_array_parallelism"] = self.max_running
+        if res.sbatch_extra:
+            params["slurm_additional_parameters"] = dict(res.sbatch_extra)
+        return params
+
+    def _follow(self, store: ResultsStore, study: str, tasks: dict[str, list[str]],
+                follower: StoreFollower, summary: RunSummary, show_progress: bool) -> None:
+        bar = tqdm(total=len(follower.pending), unit="job", disable=not show_progress,
+                   dynamic_ncols=True, desc=study)
+        ended: dict[str, float] = {}  # Slurm id -> when it was first seen gone from the queue
+        next_check = 0.0
+        try:
+            while follower.pending:
+                self._record(follower.poll(), summary, bar)
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + self.poll_interval
+                    states = queue_states(study)
+                    if states is not None:
+                        for slurm_id, job_ids in tasks.items():
+                            if slurm_id in states:
+                                ended.pop(slurm_id, None)
+                            elif follower.pending.intersection(job_ids):
+                                ended.setdefault(slurm_id, now)
+                        running = sum(s == "RUNNING" for s in states.values())
+                        bar.set_postfix_str(f"slurm: {running} running, "
+                                            f"{len(states) - running} queued", refresh=False)
+                for slurm_id, since in list(ended.items()):
+                    if now - since >= self.ended_grace:
+                        self._record(follower.poll(), summary, bar)  # rows may have just landed
+                        self._lost(store, slurm_id, tasks[slurm_id], follower, summary, bar)
+                        del ended[slurm_id]
+                if follower.pending:
+                    bar.refresh()
+                    time.sleep(min(1.0, self.poll_interval))
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            live = sorted({sid.split("_")[0] for sid, jids in tasks.items()
+                           if follower.pending.intersection(jids)})
+            bar.write(f"interrupted: {len(follower.pending)} jobs stay queued or running on Slurm "
+                      f"(jobs {' '.join(live)}); `benchmark run` again reattaches to them, "
+                      f"`scancel {' '.join(live)}` stops them")
+        finally:
+            bar.close()
+
+    def _lost(self, store: ResultsStore, slurm_id: str, job_ids: list[str],
+              follower: StoreFollower, summary: RunSummary, bar: tqdm) -> None:
+        """Records the jobs of a task that left the queue without finishing them."""
+        lost = [j for j in job_ids if j in follower.pending]
+        if not lost:
+            return
+        state = _final_state(slurm_id)
+        reason = (f"Slurm task {slurm_id} ended ({state}) before this job finished; see "
+                  f"{store.root / 'slurm' / slurm_id} and logs/<job_id>.log (if the job did finish "
+                  f"there, the results folder is not on a filesystem shared with the nodes)")
+        for job_id in lost:
+            store.write_failure(job_id, reason, kind="slurm_task_ended", slurm_id=slurm_id)
+            follower.pending.discard(job_id)
+        self._record([Finished(j, "failed", reason) for j in lost], summary, bar)
+
+    @staticmethod
+    def _record(finished: list[Finished], summary: RunSummary, bar: tqdm) -> None:
+        for f in finished:
+            if f.status == "done":
+                summary.done.append(f.job_id)
+            else:
+                summary.failed[f.job_id] = f.reason
+                bar.write(f"job {f.job_id} failed: {f.reason}")
+            bar.update(1)

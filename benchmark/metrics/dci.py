@@ -73,7 +73,8 @@ def gbt_fits(codes_train, factors_train, codes_test, factors_test, states, n_est
     args = [(codes_train, factors_train[:, j], codes_test, factors_test[:, j], states[n], n_estimators)
             for n, j in enumerate(columns)]
     keys = [shared.digest(*a) for a in args] if shared.active() else [None] * len(args)
-    return shared.memo_fits("gbt", fit_gbt, args, keys, n_jobs)
+    costs = [gbt_trees(factors_train[:, j], n_estimators) for j in columns]
+    return shared.memo_fits("gbt", fit_gbt, args, keys, n_jobs, costs)
 
 
 def importance_gbt(codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,

@@ -70,17 +70,18 @@ def memo(kind: str, key: Hashable, compute: Callable[[], Any]) -> Any:
 
 
 def memo_fits(kind: str, fn: Callable[..., Any], args: Sequence[tuple], keys: Sequence[Hashable],
-              n_jobs: int = 1) -> list[Any]:
+              n_jobs: int = 1, costs: Sequence[float] | None = None) -> list[Any]:
     """``[fn(*a) for a in args]``; stored results are reused, the missing ones fit via `run_fits`."""
     store = _MEMO.get()
     if store is None:
-        return run_fits(fn, args, n_jobs)
+        return run_fits(fn, args, n_jobs, costs)
     todo = [i for i, k in enumerate(keys) if (kind, k) not in store]
     # Distinct keys only: two identical fits within one call are fitted once.
     first: dict[Hashable, int] = {}
     for i in todo:
         first.setdefault(keys[i], i)
-    fresh = run_fits(fn, [args[i] for i in first.values()], n_jobs)
+    fresh = run_fits(fn, [args[i] for i in first.values()], n_jobs,
+                     None if costs is None else [costs[i] for i in first.values()])
     for k, r in zip(first, fresh, strict=True):
         store[(kind, k)] = r
     return [store[(kind, k)] for k in keys]

@@ -1,114 +1,256 @@
-"""The whole metric suite on one representation: ours vs disentanglement_lib's code, side by side.
+"""The whole metric suite on one real representation: ours vs disentanglement_lib's code, one run.
 
-    OMP_NUM_THREADS=1 python bench/metrics_speed.py [--full] [--n-jobs 2] [--dlib-python .dlib-venv/bin/python]
+    OMP_NUM_THREADS=1 python bench/metrics_speed.py [--scale 1.0] [--n-jobs 1] [--out f.json]
 
-Same data (5 independent factors of sizes 4,5,6,3,8; observation = factor vector) and the same
-representation (standardised factors times a fixed rotation: entangled, so classifiers work) for
-both. dlib runs in its reference venv (tests/fixtures/metrics/dlib_reference.py, no TensorFlow);
-ours runs `benchmark.metrics.suite.evaluate`. Default sizes are the reference runner's --quick
-ones; --full uses the study's. Prints per-metric seconds, the ratio, and headline values.
+Representation: the study's conv encoder (beta-VAE, `benchmark.training.train`, a few steps: the
+metrics' cost does not depend on how well it is trained) applied to procedural dSprites
+(`get_dataset("dsprites_full")`, 737,280 combinations), mean representation. Both sides see the same
+dataset and the same encoder:
+
+* ours: `benchmark.metrics.suite.evaluate` (one shared pool, grid lookup, shared fits);
+* dlib: disentanglement_lib 1.5's own metric functions through the reference runner's `run_dlib`
+  (tests/fixtures/metrics/dlib_reference.py, no TensorFlow), run in this process with the dlib
+  venv's site-packages appended to ``sys.path`` (same numpy / scikit-learn as ours: checked), on a
+  dlib-style adapter (NHWC observations, ``sample_factors(num, random_state)``, representation
+  function converting NHWC→NCHW).
+
+Parameters are the study's; ``--scale s`` multiplies every sample size (num_train, num_eval,
+num_test, num_variance_estimate, downstream sizes ≥ 10) by s for a quick run. Prints, per metric,
+wall and CPU seconds of each side and their ratio, the headline values, and where the time goes
+(rendering, encoding, everything else = scikit-learn fits and metric maths).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
+import platform
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SIZES = (4, 5, 6, 3, 8)
-METRICS = ["beta_vae", "factor_vae", "mig", "dci", "sap", "modularity_explicitness",
-           "unsupervised", "irs", "downstream_lr", "downstream_gbt"]
-QUICK = {
-    "beta_vae": dict(num_train=1000, num_eval=500),
-    "factor_vae": dict(num_train=1000, num_eval=500, num_variance_estimate=1000),
-    "mig": dict(num_train=2000), "dci": dict(num_train=1000, num_test=500),
-    "sap": dict(num_train=2000, num_test=1000),
-    "modularity_explicitness": dict(num_train=2000, num_test=1000),
-    "unsupervised": dict(num_train=2000), "irs": dict(num_train=2000),
-    "downstream_lr": dict(num_train=[10, 100, 1000], num_test=1000),
-    "downstream_gbt": dict(num_train=[10, 100, 1000], num_test=1000),
-}
+DLIB = ["beta_vae", "factor_vae", "mig", "dci", "sap", "modularity_explicitness",
+        "unsupervised", "irs", "downstream_lr", "downstream_gbt"]
+OURS_ONLY = ["aam", "mmig"]
 HEADLINE = {"beta_vae": "eval_accuracy", "factor_vae": "eval_accuracy", "mig": "discrete_mig",
             "dci": "disentanglement", "sap": "SAP_score", "modularity_explicitness": "modularity_score",
             "unsupervised": "gaussian_total_correlation", "irs": "IRS",
-            "downstream_lr": "1000:mean_test_accuracy", "downstream_gbt": "1000:mean_test_accuracy"}
-
-DLIB_SCRIPT = """
-import json, sys, time
-import numpy as np
-sys.path.insert(0, %(ref)r)
-import dlib_reference as ref
-out = {}
-for metric, kw in json.loads(%(plan)r).items():
-    data = ref.SyntheticFactors(%(sizes)r)
-    rep = ref.rep_rotation(0, %(sizes)r)
-    t0 = time.perf_counter()
-    scores = ref.run_dlib(metric, data, rep, 0, **kw)
-    out[metric] = {"seconds": time.perf_counter() - t0, "scores": scores}
-    print(metric, round(out[metric]["seconds"], 2), file=sys.stderr, flush=True)
-print(json.dumps(out))
-"""
+            "downstream_lr": "mean_test_accuracy", "downstream_gbt": "mean_test_accuracy",
+            "aam": "aam", "mmig": "mmig"}
+DOWNSTREAM_SIZES = [10, 100, 1000, 10000]
+SIZE_KEYS = ("num_train", "num_eval", "num_test", "num_variance_estimate")
 
 
-def rotation():
-    q, r = np.linalg.qr(np.random.RandomState(0).normal(size=(len(SIZES),) * 2))
-    return q * np.sign(np.diag(r))
+def scaled(n: int, scale: float) -> int:
+    return max(1, int(round(n * scale)))
 
 
-def run_ours(plan: dict, n_jobs: int) -> tuple[dict, float]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from metrics_helpers import IdentityData, flat, standardise
+def plans(scale: float) -> tuple[dict, dict]:
+    """(our overrides, dlib overrides) per metric: study sizes times ``scale``."""
+    from benchmark.metrics import METRICS
 
+    ours, dlib = {}, {}
+    for name in DLIB + OURS_ONLY:
+        d = METRICS[name].defaults
+        o = {k: scaled(d[k], scale) for k in SIZE_KEYS if k in d and isinstance(d[k], int)}
+        if name.startswith("downstream"):
+            sizes = list(dict.fromkeys(max(10, scaled(s, scale)) for s in DOWNSTREAM_SIZES))
+            o["num_train"] = sizes
+            o["efficiency_sizes"] = (max(10, scaled(100, scale)), max(10, scaled(10000, scale)))
+        ours[name] = o
+        if name in DLIB:
+            dlib[name] = {k: v for k, v in o.items() if k != "efficiency_sizes"}
+    return ours, dlib
+
+
+class Clock:
+    """Wall and CPU seconds spent in wrapped calls (rendering, encoding)."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+        self.items = 0
+
+    def wrap(self, fn):
+        def timed(x, *args):
+            w, c = time.perf_counter(), time.process_time()
+            out = fn(x, *args)
+            self.wall += time.perf_counter() - w
+            self.cpu += time.process_time() - c
+            self.items += len(x)
+            return out
+        return timed
+
+
+@contextmanager
+def measure(out: dict):
+    w, c = time.perf_counter(), time.process_time()
+    yield
+    out["wall"] = time.perf_counter() - w
+    out["cpu"] = time.process_time() - c
+
+
+def model_and_data(train_steps: int):
+    import torch
+
+    from benchmark.data import get_dataset
+    from benchmark.training import TrainConfig, train
+
+    torch.set_num_threads(1)
+    data = get_dataset("dsprites_full")
+    model = train("beta_vae", {}, data, seed=0, config=TrainConfig(steps=train_steps, eval_batches=1))
+    return data, model.represent("mean")
+
+
+def run_ours(data, represent, plan: dict, n_jobs: int) -> dict:
     from benchmark.metrics.suite import evaluate
 
-    q = rotation()
+    render, encode = Clock(), Clock()
 
-    def rep(x):
-        return standardise(flat(x), SIZES) @ q
+    class Timed:
+        """The dataset with its rendering timed (everything else delegated)."""
 
-    t0 = time.perf_counter()
-    rows = evaluate(IdentityData(SIZES), {"mean": rep}, 0, metrics=list(plan), overrides=plan,
-                    n_jobs=n_jobs)
-    total = time.perf_counter() - t0
-    out: dict = {}
+        def __getattr__(self, name):
+            return getattr(data, name)
+
+        sample_observations_from_factors = staticmethod(render.wrap(data.sample_observations_from_factors))
+
+    metrics = DLIB + OURS_ONLY
+    res: dict = {"metrics": {}}
+    with measure(res):
+        rows = evaluate(Timed(), {"mean": encode.wrap(represent)}, 0, metrics=metrics,
+                        overrides=plan, n_jobs=n_jobs)
     for r in rows:
-        m = out.setdefault(r["metric"], {"seconds": r["eval_seconds"], "scores": {}})
+        m = res["metrics"].setdefault(r["metric"], {"wall": r["eval_seconds"], "scores": {}})
         m["scores"][r["key"]] = r["value"]
-    return out, total
+    res["render"], res["encode"] = vars(render), vars(encode)
+    return res
+
+
+def dlib_runner(site_packages: Path):
+    if not site_packages.is_dir():
+        raise SystemExit(f"error: no dlib site-packages at {site_packages} (see research/dlib.md)")
+    sys.path.append(str(site_packages))  # after ours: numpy/sklearn/scipy come from this venv
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "metrics"))
+    import dlib_reference as ref
+    import sklearn
+
+    dlib_sklearn = next(site_packages.glob("scikit_learn-*.dist-info")).name[len("scikit_learn-"):-10]
+    if dlib_sklearn != sklearn.__version__:
+        raise SystemExit(f"error: dlib venv has scikit-learn {dlib_sklearn}, ours {sklearn.__version__}")
+    return ref
+
+
+def dlib_adapter(ref, data, render: Clock):
+    """Our dataset as dlib's GroundTruthData: NHWC observations, RandomState sampling."""
+
+    class Adapter(ref.ground_truth_data.GroundTruthData):
+        num_factors = data.num_factors
+        factors_num_values = list(data.factor_sizes)
+        observation_shape = [data.observation_shape[1], data.observation_shape[2],
+                             data.observation_shape[0]]
+
+        def sample_factors(self, num, random_state):
+            return data.sample_factors(num, random_state)
+
+        @render.wrap
+        def _render(factors):
+            # Noise-free dSprites: rendering draws nothing, so dlib's random_state is not used.
+            return np.transpose(data.sample_observations_from_factors(factors, 0), (0, 2, 3, 1))
+
+        def sample_observations_from_factors(self, factors, random_state):
+            return Adapter._render(factors)
+
+    return Adapter()
+
+
+def run_dlib(ref, data, represent, plan: dict) -> dict:
+    render, encode = Clock(), Clock()
+    adapter = dlib_adapter(ref, data, render)
+    nchw = encode.wrap(lambda x: represent(np.transpose(x, (0, 3, 1, 2))))
+    res: dict = {"metrics": {}}
+    with measure(res):
+        for name in DLIB:
+            m: dict = {}
+            with measure(m):
+                try:
+                    m["scores"] = ref.run_dlib(name, adapter, nchw, 0, **plan[name])
+                except Exception as e:  # dlib crashes on some inputs; report, keep going
+                    m["scores"], m["error"] = {}, f"{type(e).__name__}: {str(e).splitlines()[0]}"
+            res["metrics"][name] = m
+            print(f"  dlib {name}: {m['wall']:.1f} s {m.get('error', '')}", file=sys.stderr, flush=True)
+    res["render"], res["encode"] = vars(render), vars(encode)
+    return res
+
+
+def headline(name: str, scores: dict) -> float:
+    key = HEADLINE[name]
+    if name.startswith("downstream"):
+        sizes = [int(k.split(":")[0]) for k in scores if k.endswith(":mean_test_accuracy")]
+        key = f"{max(sizes)}:{key}" if sizes else key
+    return float(scores.get(key, float("nan")))
+
+
+def table(ours: dict, dlib: dict | None, meta: dict) -> str:
+    lines = [f"{'metric':24s} {'dlib s':>8s} {'ours s':>8s} {'ratio':>6s}  {'headline (largest size)':28s}"
+             f" {'dlib':>8s} {'ours':>8s}"]
+    for name in DLIB + OURS_ONLY:
+        o = ours["metrics"][name]
+        d = dlib["metrics"].get(name) if dlib else None
+        ds = f"{d['wall']:8.1f}" if d else f"{'-':>8s}"
+        ratio = f"{d['wall'] / o['wall']:6.1f}" if d else f"{'-':>6s}"
+        dv = f"{headline(name, d['scores']):8.4f}" if d else f"{'-':>8s}"
+        lines.append(f"{name:24s} {ds} {o['wall']:8.1f} {ratio}  {HEADLINE[name]:28s} {dv} "
+                     f"{headline(name, o['scores']):8.4f}")
+    if dlib:
+        lines.append(f"{'TOTAL wall (dlib metrics)':24s} {dlib['wall']:8.1f} {ours['wall']:8.1f} "
+                     f"{dlib['wall'] / ours['wall']:6.1f}   (ours incl. aam, mmig)")
+        lines.append(f"{'TOTAL CPU (this process)':24s} {dlib['cpu']:8.1f} {ours['cpu']:8.1f} "
+                     f"{dlib['cpu'] / ours['cpu']:6.1f}   (n_jobs>1: worker CPU not counted)")
+    lines.append("where the time goes (wall s):  rendering | encoding (images) | rest = sklearn fits + maths")
+    for side, r in (("dlib", dlib), ("ours", ours)):
+        if r:
+            rest = r["wall"] - r["render"]["wall"] - r["encode"]["wall"]
+            lines.append(f"  {side}: {r['render']['wall']:8.1f} | {r['encode']['wall']:8.1f} "
+                         f"({r['encode']['items']:,}) | {rest:8.1f}")
+    for name, d in (dlib or {}).get("metrics", {}).items():
+        if "error" in d:
+            lines.append(f"dlib {name} failed: {d['error']}")
+    lines.append(" ".join(f"{k}={v}" for k, v in meta.items()))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--full", action="store_true", help="study sample sizes (slow for dlib)")
-    p.add_argument("--n-jobs", type=int, default=2)
-    p.add_argument("--metrics", default=",".join(METRICS))
-    p.add_argument("--dlib-python", default=str(ROOT / ".dlib-venv" / "bin" / "python"))
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every sample size (1 = study)")
+    p.add_argument("--n-jobs", type=int, default=1, help="our parallel fits (dlib is serial)")
+    p.add_argument("--train-steps", type=int, default=50)
+    p.add_argument("--no-dlib", action="store_true", help="only ours")
+    p.add_argument("--dlib-site", type=Path,
+                   default=next(iter(sorted(Path("/work/wt-metrics/.dlib-venv/lib").glob(
+                       "python3*/site-packages"))), ROOT / ".dlib-venv"))
+    p.add_argument("--out", type=Path, help="write the raw measurements as JSON")
     a = p.parse_args(argv)
-    names = a.metrics.split(",")
-    plan = {m: ({} if a.full else QUICK.get(m, {})) for m in names}
-    ours, ours_total = run_ours(plan, a.n_jobs)
-    script = DLIB_SCRIPT % {"ref": str(ROOT / "tests" / "fixtures" / "metrics"),
-                            "plan": json.dumps(plan), "sizes": SIZES}
-    t0 = time.perf_counter()
-    proc = subprocess.run([a.dlib_python, "-W", "ignore", "-c", script], capture_output=True,
-                          text=True, check=True)
-    dlib_total = time.perf_counter() - t0
-    dlib = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"{'metric':26s} {'dlib s':>8s} {'ours s':>8s} {'ratio':>7s}  {'key':26s} {'dlib':>8s} {'ours':>8s}")
-    for m in names:
-        d, o = dlib[m], ours[m]
-        key = HEADLINE[m]
-        print(f"{m:26s} {d['seconds']:8.2f} {o['seconds']:8.2f} {d['seconds'] / o['seconds']:7.1f}  "
-              f"{key:26s} {d['scores'].get(key, float('nan')):8.4f} {o['scores'].get(key, float('nan')):8.4f}")
-    print(f"{'TOTAL (wall, incl. start-up)':26s} {dlib_total:8.2f} {ours_total:8.2f} "
-          f"{dlib_total / ours_total:7.1f}   n_jobs={a.n_jobs}, {'full' if a.full else 'quick'} sizes")
+    if not 0 < a.scale <= 1:
+        raise SystemExit("error: --scale must be in (0, 1]")
+    ref = None if a.no_dlib else dlib_runner(a.dlib_site)
+    ours_plan, dlib_plan = plans(a.scale)
+    data, represent = model_and_data(a.train_steps)
+    meta = {"scale": a.scale, "n_jobs": a.n_jobs, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+            "load_before": round(os.getloadavg()[0], 2)}
+    dlib = run_dlib(ref, data, represent, dlib_plan) if ref else None
+    ours = run_ours(data, represent, ours_plan, a.n_jobs)
+    meta["load_after"] = round(os.getloadavg()[0], 2)
+    print(table(ours, dlib, meta))
+    if a.out:
+        a.out.write_text(json.dumps({"meta": meta, "plan": ours_plan, "ours": ours, "dlib": dlib},
+                                    indent=1, default=float))
 
 
 if __name__ == "__main__":

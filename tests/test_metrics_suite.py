@@ -133,3 +133,65 @@ def test_factor_vae_counts_active_dims():
     s = compute_metric("factor_vae", IdentityData((3, 4)), rep, 0, batch_size=8, num_train=100,
                        num_eval=50, num_variance_estimate=200)
     assert s["num_active_dims"] == 2  # dlib reports len(mask) = 4
+
+
+def test_shared_work_fits_dci_and_downstream_gbt_once(monkeypatch):
+    from benchmark.metrics import dci
+    from benchmark.metrics.shared import shared_work
+
+    c, f = _arrays(300)
+    ct, ft = _arrays(150, seed=1)
+    plain_dci = compute_metric_on_samples("dci", c, f, ct, ft, seed=2, n_estimators=10)
+    plain_gbt = compute_metric_on_samples("downstream_gbt", c, f, ct, ft, seed=2, n_estimators=10)
+    fits = []
+    real = dci.fit_gbt
+    monkeypatch.setattr(dci, "fit_gbt", lambda *a: fits.append(1) or real(*a))
+    with shared_work():
+        shared_dci = compute_metric_on_samples("dci", c, f, ct, ft, seed=2, n_estimators=10)
+        shared_gbt = compute_metric_on_samples("downstream_gbt", c, f, ct, ft, seed=2,
+                                               n_estimators=10)
+        assert len(fits) == f.shape[1]  # the downstream fits were DCI's
+        compute_metric_on_samples("dci", c, f, ct, ft, seed=3, n_estimators=10)
+        assert len(fits) == 2 * f.shape[1]  # another random state is another fit
+    assert shared_dci == plain_dci and shared_gbt == plain_gbt
+
+
+def test_suite_values_equal_scores_of_the_pool_arrays():
+    data = IdentityData((3, 4, 5))
+
+    def rep(x):
+        return flat(x) @ np.array([[1.0, 0.3, 0.0], [0.2, 1.0, 0.1], [0.0, 0.4, 1.0]])
+
+    ov = {"dci": dict(num_train=200, num_test=100, n_estimators=5),
+          "downstream_gbt": dict(num_train=[20, 200], num_test=100, n_estimators=5,
+                                 efficiency_sizes=(20, 200)),
+          "mig": dict(num_train=200), "aam": dict(num_train=200), "mmig": dict(num_train=150),
+          "modularity_explicitness": dict(num_train=200, num_test=100)}
+    rows = evaluate(data, {"m": rep}, 0, metrics=list(ov), overrides=ov)
+    got = {(r["metric"], r["key"]): r["value"] for r in rows}
+    factors = data.sample_factors(300, np.random.default_rng(0))
+    codes = rep(data.sample_observations_from_factors(factors, 0))
+    te = slice(200, 300)
+    for name, p in ov.items():
+        p = {k: v for k, v in p.items() if k not in ("num_train", "num_test")}
+        sizes = ov[name]["num_train"]
+        for s in sizes if isinstance(sizes, list) else [sizes]:
+            if name == "downstream_gbt":
+                p.pop("efficiency_sizes", None)
+            want = compute_metric_on_samples(name, codes[:s], factors[:s], codes[te], factors[te], **p)
+            for k, v in want.items():
+                assert got[(name, k)] == v, (name, k)
+
+
+def test_grid_lookup_encodes_each_combination_at_most_once():
+    data = IdentityData((3, 4, 5))
+    seen = []
+
+    def rep(x):
+        seen.extend(map(tuple, flat(x).astype(int)))
+        return flat(x)
+
+    ov = {"mig": dict(num_train=30)}
+    evaluate(data, {"m": rep}, 0, metrics=["mig"], overrides=ov)
+    probe = 16  # is_deterministic encodes 8 rows twice
+    assert len(seen) - probe == len(set(seen[probe:])) <= 30  # only the distinct drawn rows

@@ -44,7 +44,7 @@ def mmig_from_mutual_info(mutual_info: np.ndarray, factor_mi: np.ndarray) -> flo
 def _mi(codes_train, factors_train, num_bins):
     codes, factors = utils.check_pair(codes_train, factors_train, "train")
     utils.require_multiclass(factors, "aam/mmig")
-    return utils.discrete_mutual_info(utils.histogram_discretize(codes, num_bins), factors), factors
+    return utils.binned_mutual_info(codes, factors, num_bins), factors
 
 
 def score_aam(codes_train, factors_train, codes_test, factors_test, *, seed=0, n_jobs=1,

@@ -15,8 +15,7 @@ import numpy as np
 import scipy.stats
 from sklearn.ensemble import GradientBoostingClassifier
 
-from benchmark.metrics import utils
-from benchmark.metrics.parallel import run_fits
+from benchmark.metrics import shared, utils
 
 
 def disentanglement_per_code(importance_matrix: np.ndarray) -> np.ndarray:
@@ -55,11 +54,27 @@ def gbt_trees(y: np.ndarray, n_estimators: int = 100) -> int:
     return n_estimators * (1 if k == 2 else k)
 
 
-def _fit_gbt(x_train, y_train, x_test, y_test, random_state, n_estimators=100):
+def fit_gbt(x_train, y_train, x_test, y_test, random_state, n_estimators=100):
+    """(|feature importances|, train accuracy, test accuracy) of one GradientBoostingClassifier."""
     model = GradientBoostingClassifier(random_state=random_state,
                                        n_estimators=n_estimators).fit(x_train, y_train)
-    return (np.abs(model.feature_importances_), np.mean(model.predict(x_train) == y_train),
-            np.mean(model.predict(x_test) == y_test))
+    return (np.abs(model.feature_importances_), float(np.mean(model.predict(x_train) == y_train)),
+            float(np.mean(model.predict(x_test) == y_test)))
+
+
+def gbt_fits(codes_train, factors_train, codes_test, factors_test, states, n_estimators: int = 100,
+             n_jobs: int = 1, columns: list[int] | None = None) -> list[tuple]:
+    """`fit_gbt` per factor column; identical fits (same rows, state, stages) are shared in a suite.
+
+    DCI and downstream_gbt at DCI's training size fit exactly the same models, so inside
+    `shared.shared_work()` they are fitted once (keys are content digests, see `shared`).
+    """
+    columns = list(range(factors_train.shape[1])) if columns is None else columns
+    args = [(codes_train, factors_train[:, j], codes_test, factors_test[:, j], states[n], n_estimators)
+            for n, j in enumerate(columns)]
+    keys = [shared.digest(*a) for a in args] if shared.active() else [None] * len(args)
+    costs = [gbt_trees(factors_train[:, j], n_estimators) for j in columns]
+    return shared.memo_fits("gbt", fit_gbt, args, keys, n_jobs, costs)
 
 
 def importance_gbt(codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,
@@ -72,8 +87,7 @@ def importance_gbt(codes_train, factors_train, codes_test, factors_test, *, seed
     k = factors_train.shape[1]
     states = utils.sklearn_random_states(
         seed, [gbt_trees(factors_train[:, j], n_estimators) for j in range(k)])
-    fits = run_fits(_fit_gbt, [(codes_train, factors_train[:, j], codes_test, factors_test[:, j],
-                                states[j], n_estimators) for j in range(k)], n_jobs)
+    fits = gbt_fits(codes_train, factors_train, codes_test, factors_test, states, n_estimators, n_jobs)
     importance = np.stack([f[0] for f in fits], axis=1)
     return importance, float(np.mean([f[1] for f in fits])), float(np.mean([f[2] for f in fits]))
 

@@ -8,7 +8,9 @@ size S: ``S:mean_train_accuracy``, ``S:mean_test_accuracy``, ``S:min_train_accur
 Additions: ``efficiency`` = ``A:mean_test_accuracy / B:mean_test_accuracy`` for
 ``efficiency_sizes = (A, B)``, the paper's statistical efficiency (100 / 10000) that dlib never
 computed. From a dataset, the training sets of the sizes are nested prefixes of one sample and share
-one test set (dlib draws fresh ones per size; each size's estimate has the same distribution).
+one test set (dlib draws fresh ones per size; each size's estimate has the same distribution), and
+each size's estimators get the random states of a one-size run (so the largest size's GBT fits are
+exactly DCI's and are shared with it inside a suite).
 Defined value where dlib crashes: a factor with a single class in a (small) training set is
 predicted as that class.
 """
@@ -23,7 +25,7 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold
 
 from benchmark.metrics import utils
-from benchmark.metrics.dci import gbt_trees
+from benchmark.metrics.dci import gbt_fits, gbt_trees
 from benchmark.metrics.parallel import run_fits
 
 
@@ -53,8 +55,20 @@ def downstream(kind: str, codes_train, factors_train, codes_test, factors_test, 
     if states is None:
         states = utils.sklearn_random_states(
             seed, [_trees(kind, factors_train[:, j], n_estimators) for j in range(k)])
-    res = run_fits(_fit, [(kind, codes_train, factors_train[:, j], codes_test, factors_test[:, j],
-                           states[j], n_estimators) for j in range(k)], n_jobs)
+    res: list = [None] * k
+    single = [j for j in range(k) if np.unique(factors_train[:, j]).size < 2]
+    for j in single:
+        res[j] = _fit(kind, codes_train, factors_train[:, j], codes_test, factors_test[:, j], None)
+    multi = [j for j in range(k) if j not in single]
+    if kind == "gbt":  # the same fits as DCI's at this size: shared inside a suite
+        fits = gbt_fits(codes_train, factors_train, codes_test, factors_test,
+                        [states[j] for j in multi], n_estimators, n_jobs, columns=multi)
+        done = [(f[1], f[2]) for f in fits]
+    else:
+        done = run_fits(_fit, [(kind, codes_train, factors_train[:, j], codes_test,
+                                factors_test[:, j], states[j], n_estimators) for j in multi], n_jobs)
+    for j, r in zip(multi, done, strict=True):
+        res[j] = r
     train = [r[0] for r in res]
     test = [r[1] for r in res]
     s = str(len(codes_train))
@@ -69,20 +83,22 @@ def downstream(kind: str, codes_train, factors_train, codes_test, factors_test, 
 
 
 def downstream_sizes(kind: str, params: dict, pool, *, seed: int = 0, n_jobs: int = 1):
-    """All training sizes from one pool; sklearn states continue one stream across sizes, as in dlib."""
+    """All training sizes from one pool; each size scored exactly as `downstream` scores those rows.
+
+    Each size's estimators get the random states `downstream(..., seed=seed)` gives them (dlib's
+    one global stream after ``np.random.seed(seed)``, restarted per size), so every row of the
+    result can be reproduced from the arrays alone with ``compute_metric_on_samples``, and the
+    largest size's GBT fits are DCI's fits on the same rows (computed once inside a suite).
+    """
     c_tr, f_tr, c_te, f_te = pool
     sizes: Sequence[int] = params["num_train"]
     sizes = [sizes] if isinstance(sizes, int) else list(sizes)
     n_test = params["num_test"]
-    k = f_tr.shape[1]
     n_estimators = params.get("n_estimators", 100)
-    plan = [_trees(kind, f_tr[:s, j], n_estimators) for s in sizes for j in range(k)]
-    states = utils.sklearn_random_states(seed, plan)
     out: dict[str, float] = {}
-    for n, s in enumerate(sizes):
-        out.update(downstream(kind, c_tr[:s], f_tr[:s], c_te[:n_test], f_te[:n_test],
-                              n_jobs=n_jobs, states=states[n * k:(n + 1) * k],
-                              n_estimators=n_estimators))
+    for s in sizes:
+        out.update(downstream(kind, c_tr[:s], f_tr[:s], c_te[:n_test], f_te[:n_test], seed=seed,
+                              n_jobs=n_jobs, n_estimators=n_estimators))
     a, b = params.get("efficiency_sizes", (100, 10000))
     if f"{a}:mean_test_accuracy" in out and f"{b}:mean_test_accuracy" in out:
         out["efficiency"] = out[f"{a}:mean_test_accuracy"] / out[f"{b}:mean_test_accuracy"]

@@ -25,7 +25,7 @@ def mig(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict[str,
     """MIG of codes (N, D) against factors (N, K). Key: ``discrete_mig``."""
     codes, factors = utils.check_pair(codes, factors, "train")
     utils.require_multiclass(factors, "mig")
-    m = utils.discrete_mutual_info(utils.histogram_discretize(codes, num_bins), factors)
+    m = utils.binned_mutual_info(codes, factors, num_bins)
     return {"discrete_mig": mig_from_mutual_info(m, utils.discrete_entropy(factors))}
 
 

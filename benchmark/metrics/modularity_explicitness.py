@@ -53,7 +53,7 @@ def modularity_explicitness(codes_train, factors_train, codes_test, factors_test
     codes_train, factors_train = utils.check_pair(codes_train, factors_train, "train")
     codes_test, factors_test = utils.check_pair(codes_test, factors_test, "test")
     utils.require_multiclass(factors_train, "modularity_explicitness")
-    mi = utils.discrete_mutual_info(utils.histogram_discretize(codes_train, num_bins), factors_train)
+    mi = utils.binned_mutual_info(codes_train, factors_train, num_bins)
     mean = codes_train.mean(axis=0)
     std = codes_train.std(axis=0)
     std = np.where(std == 0.0, 1.0, std)

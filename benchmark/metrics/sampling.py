@@ -28,28 +28,47 @@ class FactorEncoder:
         self.rng = rng
         self.batch_size = int(batch_size)
         self.factor_sizes = tuple(int(s) for s in data.factor_sizes)
-        self.grid_codes: np.ndarray | None = None
+        self.grid_codes: np.ndarray | None = None  # codes of grid rows, valid where _known
+        self._known: np.ndarray | None = None
         self.encoded = 0  # observations rendered and encoded so far
 
-    def _render_encode(self, factors: np.ndarray) -> np.ndarray:
+    def _render_encode(self, factors: np.ndarray, rng) -> np.ndarray:
         out = []
         for start in range(0, len(factors), self.batch_size):
             chunk = factors[start:start + self.batch_size]
-            obs = self.data.sample_observations_from_factors(chunk, self.rng)
+            obs = self.data.sample_observations_from_factors(chunk, rng)
             out.append(checked_codes(self.represent(obs), len(chunk)))
             self.encoded += len(chunk)
         return np.concatenate(out, axis=0)
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         factors = np.asarray(factors, dtype=np.int64)
-        if self.grid_codes is not None:
-            return self.grid_codes[np.ravel_multi_index(factors.T, self.factor_sizes)]
-        return self._render_encode(factors)
+        if self._known is None:
+            return self._render_encode(factors, self.rng)
+        idx = np.ravel_multi_index(factors.T, self.factor_sizes)
+        missing = np.unique(idx[~self._known[idx]])
+        if missing.size:
+            rows = np.stack(np.unravel_index(missing, self.factor_sizes), 1).astype(np.int64)
+            # Noise-free rendering: a fixed generator, so the factor stream does not depend on
+            # how many combinations had to be rendered.
+            codes = self._render_encode(rows, np.random.default_rng(0))
+            if self.grid_codes is None:
+                self.grid_codes = np.empty((len(self._known), codes.shape[1]))
+            elif codes.shape[1] != self.grid_codes.shape[1]:
+                raise UserError(f"the representation returned {codes.shape[1]} dimensions, "
+                                f"earlier {self.grid_codes.shape[1]}")
+            self.grid_codes[missing] = codes
+            self._known[missing] = True
+        return self.grid_codes[idx]
 
     def use_grid(self) -> None:
-        """Encode every factor combination once; later calls look codes up."""
-        grid = np.stack(np.unravel_index(np.arange(prod(self.factor_sizes)), self.factor_sizes), 1)
-        self.grid_codes = self._render_encode(grid.astype(np.int64))
+        """Look codes up by factor combination: each one is rendered and encoded at most once.
+
+        Exact for a noise-free dataset and a deterministic representation (see `is_deterministic`):
+        a combination's code is the same whenever the protocol would encode it. Never encodes more
+        than direct encoding, and at most the whole grid (dSprites: 737,280) however many draws.
+        """
+        self._known = np.zeros(prod(self.factor_sizes), dtype=bool)
 
 
 def checked_codes(codes, n: int) -> np.ndarray:

@@ -45,7 +45,7 @@ def unsupervised(codes, *, num_bins: int = 20) -> dict[str, float]:
     with np.errstate(divide="ignore", invalid="ignore"):
         tc = gaussian_total_correlation(cov_live)
     wc = gaussian_wasserstein_correlation(cov_live)
-    discrete = utils.histogram_discretize(codes, num_bins)
+    discrete = utils.binned(codes, num_bins)
     mi = utils.discrete_mutual_info(discrete, discrete)
     np.fill_diagonal(mi, 0)
     return {"gaussian_total_correlation": tc, "gaussian_wasserstein_correlation": wc,

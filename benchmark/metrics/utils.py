@@ -76,6 +76,29 @@ def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
     return out
 
 
+def binned(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
+    """`histogram_discretize`, computed once per content inside `shared.shared_work()`."""
+    from benchmark.metrics import shared
+
+    key = shared.digest(codes, int(num_bins)) if shared.active() else None
+    return shared.memo("binned", key, lambda: histogram_discretize(codes, num_bins)).copy()
+
+
+def binned_mutual_info(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> np.ndarray:
+    """(D, K) discrete MI of histogram-discretised codes and factors (MIG's matrix).
+
+    MIG, AAM, MMIG and modularity use this same matrix; inside `shared.shared_work()` it is
+    computed once per (codes, factors, num_bins) content.
+    """
+    from benchmark.metrics import shared
+
+    def compute() -> np.ndarray:
+        return discrete_mutual_info(binned(codes, num_bins), factors)
+
+    key = shared.digest(codes, factors, int(num_bins)) if shared.active() else None
+    return shared.memo("binned_mi", key, compute).copy()
+
+
 def _labels(x: np.ndarray) -> tuple[np.ndarray, int]:
     classes, inverse = np.unique(x, return_inverse=True)
     return inverse.ravel(), classes.size

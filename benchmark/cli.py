@@ -174,6 +174,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     st = store.status([j.job_id for j in jobs])
     print(f"study {spec.study} ({store.root}): {len(jobs)} jobs: {len(st.done)} done, "
           f"{len(st.failed)} failed, {len(st.pending)} pending")
+    if st.pending and (store.root / "slurm" / "arrays").is_dir():
+        from benchmark.executors.slurm import active_jobs
+
+        running = active_jobs(store)
+        if running:
+            print(f"  {len(running)} of the pending jobs are queued or running on Slurm")
     for job_id, record in sorted(st.failed.items()):
         print(f"  failed {job_id} [{record.get('kind', 'error')}]: {record.get('reason', '?')}")
     return 0

@@ -53,6 +53,7 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
 def _train_and_evaluate(
     job: Job, store: ResultsStore, progress: Callable[[str], None] | None
 ) -> list[dict[str, Any]]:
+    import torch
     from sklearn.exceptions import ConvergenceWarning
 
     from benchmark.data import get_dataset
@@ -94,6 +95,7 @@ def _train_and_evaluate(
         metric_rows = evaluate(
             data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"],
             progress=lambda done, total, label: say(f"{job.job_id} {label} ({done}/{total})"),
+            n_jobs=max(1, torch.get_num_threads()),  # the cores this job was given
         )
 
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))

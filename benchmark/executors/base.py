@@ -16,6 +16,15 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)  # job_id -> reason
     interrupted: bool = False
 
+    def record(self, job_id: str, status: str, reason: str = "") -> None:
+        """Counts one job's outcome: "done", "skipped" or anything else (a failure with `reason`)."""
+        if status == "done":
+            self.done.append(job_id)
+        elif status == "skipped":
+            self.skipped.append(job_id)
+        else:
+            self.failed[job_id] = reason
+
     @property
     def exit_code(self) -> int:
         """DESIGN.md §2: 0 when every job is done, 1 when some failed; 130 on Ctrl-C."""

@@ -173,12 +173,8 @@ def _drain(messages: Any, bar: tqdm) -> None:
 
 
 def _record(summary: RunSummary, outcome: JobOutcome, bar: tqdm) -> None:
-    if outcome.status == "done":
-        summary.done.append(outcome.job_id)
-    elif outcome.status == "skipped":
-        summary.skipped.append(outcome.job_id)
-    else:
-        summary.failed[outcome.job_id] = outcome.reason
+    summary.record(outcome.job_id, outcome.status, outcome.reason)
+    if outcome.job_id in summary.failed:
         bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
     bar.set_description_str(
         f"{len(summary.done)} done, {len(summary.failed)} failed, "

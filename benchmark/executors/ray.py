@@ -310,12 +310,8 @@ class RayExecutor(Executor):
                       "results folder must be on a filesystem the Ray workers share")
             store.write_failure(outcome.job_id, reason, kind="not_shared")
             outcome = JobOutcome(outcome.job_id, "failed", reason)
-        if outcome.status == "done":
-            summary.done.append(outcome.job_id)
-        elif outcome.status == "skipped":
-            summary.skipped.append(outcome.job_id)
-        else:
-            summary.failed[outcome.job_id] = outcome.reason
+        summary.record(outcome.job_id, outcome.status, outcome.reason)
+        if outcome.job_id in summary.failed:
             bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
         bar.update(1)
 

@@ -409,9 +409,7 @@ class SlurmExecutor(Executor):
     @staticmethod
     def _record(finished: list[Finished], summary: RunSummary, bar: tqdm) -> None:
         for f in finished:
-            if f.status == "done":
-                summary.done.append(f.job_id)
-            else:
-                summary.failed[f.job_id] = f.reason
+            summary.record(f.job_id, "done" if f.status == "done" else "failed", f.reason)
+            if f.status != "done":
                 bar.write(f"job {f.job_id} failed: {f.reason}")
             bar.update(1)

@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `benchmark datasets | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _load_jobs(spec_path: str, data_dir: str | None = None):
@@ -207,8 +210,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from benchmark.data.catalog import describe_datasets, write_sample_grid
 
     if args.name is None:
-        for row in describe_datasets(args.data_dir):
-            print(row)
+        rows = describe_datasets(args.data_dir)
+        width = max(len(r["name"]) for r in rows)
+        print(f"{'dataset':<{width}}  {'factors (sizes)':<58}  {'C,H,W':<9}  sources      files")
+        for r in rows:
+            factors = ", ".join(f"{n} {k}" for n, k in zip(r["factor_names"], r["factor_sizes"]))
+            shape = ",".join(map(str, r["observation_shape"]))
+            files = ("present" if r["files_present"] else "missing") if "file" in r["sources"] else "-"
+            print(f"{r['name']:<{width}}  {factors:<58}  {shape:<9}  "
+                  f"{'+'.join(r['sources']):<11}  {files}")
         return 0
     out = args.out or f"{args.name}_samples.png"
     write_sample_grid(args.name, out, source=args.source, data_dir=args.data_dir, n=args.n,

@@ -129,6 +129,9 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(study):
         slurm_id = cj.read_worker(store, job)["slurm_job_id"]
         for sig in ("SIGTERM", "USR2"):
             subprocess.run(["scancel", "--signal", sig, slurm_id], check=True)
+            # scancel delivers asynchronously: a late SIGTERM would hit the `scontrol requeue`
+            # that submitit's USR2 handler starts.
+            time.sleep(1.0)
         _wait_for(lambda: len(cj.read_starts(store, job)) >= 2, 90, "the first resumption")
         # 2. Preemption as the scheduler does it: SIGTERM, SIGKILL, requeue; no help from the job.
         _wait_for(lambda: _step(store, job) >= cj.read_starts(store, job)[-1] + 2, 60,
@@ -358,6 +361,9 @@ def test_real_training_preempted_on_slurm_resumes_from_its_checkpoint(write_spec
         [slurm_id] = list((queue_states(name) or {"?": ""}).keys())
         for sig in ("SIGTERM", "USR2"):
             subprocess.run(["scancel", "--signal", sig, slurm_id], check=True)
+            # scancel delivers asynchronously: a late SIGTERM would hit the `scontrol requeue`
+            # that submitit's USR2 handler starts.
+            time.sleep(1.0)
         driver.join(timeout=240)
     finally:
         if driver.is_alive():

@@ -36,3 +36,25 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+_exit_status: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config):
+    """Leave without the interpreter's final teardown once the results are reported.
+
+    In one of three full CI-style runs the interpreter segfaulted in teardown after "349 passed"
+    (exit 139): native threads that the Ray and Slurm executor tests leave in this process (Ray's
+    in-process core worker, submitit/torch) are finalised in an undefined order. The outcome is
+    decided by then; `os._exit` keeps pytest's exit status and skips that teardown.
+    """
+    if _exit_status and ("ray" in sys.modules or "submitit" in sys.modules):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])

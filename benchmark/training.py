@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.allocator import MALLOC_ENV
 from benchmark.errors import UserError
 from benchmark.models import METHODS, validate_params
 from benchmark.models.architectures import init_weights
@@ -105,11 +106,6 @@ class Diverged(Exception):
 
 # --------------------------------------------------------------------------- allocator (perf.md §2)
 
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "33554432",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-    "MALLOC_TOP_PAD_": "268435456",
-}
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _INT_MAX = 2**31 - 1
 

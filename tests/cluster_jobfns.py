@@ -8,6 +8,8 @@ import os
 import time
 from dataclasses import replace
 
+import jobfns
+
 from benchmark.jobs import JobOutcome
 from benchmark.spec import Job, stable_hash
 from benchmark.store import atomic_write_bytes
@@ -39,24 +41,8 @@ def _rows(job, value: float, key: str = "seed"):
              "value": float(value)}]
 
 
-def ok(job, store, progress):
-    if store.is_done(job.job_id):
-        return JobOutcome(job.job_id, "skipped")
-    print(f"hello from {job.job_id}")  # lands in logs/<job_id>.log
-    store.write_rows(job.job_id, _rows(job, job.seed), job.param_columns)
-    return JobOutcome(job.job_id, "done")
-
-
-def raises_on_seed_1(job, store, progress):
-    if job.seed == 1:
-        raise RuntimeError(f"boom in seed {job.seed}")
-    return ok(job, store, progress)
-
-
-def dies_on_seed_1(job, store, progress):
-    if job.seed == 1:
-        os._exit(3)  # the whole worker process dies (segfault, OOM killer)
-    return ok(job, store, progress)
+# The executors' shared failure-isolation job functions (tests/jobfns.py), re-exported for cj.*.
+ok, raises_on_seed_1, dies_on_seed_1 = jobfns.ok, jobfns.raises_on_seed_1, jobfns.dies_on_seed_1
 
 
 def checkpointed(job, store, progress):

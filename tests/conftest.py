@@ -1,5 +1,6 @@
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
 )
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Polls `predicate` until it returns something truthy (returned) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tiny_spec(study: str = "tiny", **changes) -> dict:

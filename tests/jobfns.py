@@ -1,7 +1,6 @@
 """Job functions for executor tests: the orchestration under test, without training a model."""
 
 import os
-import time
 
 from benchmark.jobs import JobOutcome
 
@@ -18,6 +17,7 @@ def ok(job, store, progress):
         return JobOutcome(job.job_id, "skipped")
     if progress:
         progress(f"{job.job_id} working")
+    print(f"hello from {job.job_id}")  # lands in logs/<job_id>.log (cluster executors)
     store.write_rows(job.job_id, _rows(job), job.param_columns)
     return JobOutcome(job.job_id, "done")
 
@@ -31,9 +31,4 @@ def raises_on_seed_1(job, store, progress):
 def dies_on_seed_1(job, store, progress):
     if job.seed == 1:
         os._exit(3)  # a worker killed mid-job (OOM killer, segfault)
-    return ok(job, store, progress)
-
-
-def slow(job, store, progress):
-    time.sleep(0.3)
     return ok(job, store, progress)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cluster_jobfns as cj
 import pytest
+from conftest import wait_for
 
 from benchmark.errors import UserError
 from benchmark.store import ResultsStore
@@ -90,16 +91,6 @@ def _rows_per_job(store):
     return store.read_rows().to_pandas().groupby("job_id").size().to_dict()
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _last_step(store, job):
     import json
 
@@ -132,7 +123,7 @@ def test_a_worker_killed_mid_job_is_retried_and_resumes_from_its_checkpoint(head
     killed = {}
 
     def kill_worker_at_step_3():
-        _wait_for(lambda: _last_step(store, job) >= 3, 60, "step 3")
+        wait_for(lambda: _last_step(store, job) >= 3, 60, "step 3")
         killed["pid"] = cj.read_worker(store, job)["pid"]
         os.kill(killed["pid"], signal.SIGKILL)
 
@@ -195,13 +186,13 @@ def test_after_the_driver_dies_a_new_run_resumes_its_jobs(head, tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), head, str(store.root)],
                             stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: all(_last_step(store, j) >= 2 for j in jobs), 90, "both jobs to run")
+        wait_for(lambda: all(_last_step(store, j) >= 2 for j in jobs), 90, "both jobs to run")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     workers = [cj.read_worker(store, j)["pid"] for j in jobs]
     # Ray stops the tasks of a dead driver: nothing keeps writing behind the new run's back.
-    _wait_for(lambda: not any(_alive(pid) for pid in workers), 60, "the orphaned tasks to stop")
+    wait_for(lambda: not any(_alive(pid) for pid in workers), 60, "the orphaned tasks to stop")
     assert not store.done_ids()
     summary = _executor(head, job_fn=cj.checkpointed).run(jobs, store, show_progress=False)
     assert sorted(summary.done) == sorted(j.job_id for j in jobs)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cluster_jobfns as cj
 import pytest
+from conftest import wait_for
 
 from benchmark.errors import UserError
 from benchmark.store import ResultsStore
@@ -96,16 +97,6 @@ def test_a_task_that_dies_fails_only_its_unfinished_jobs(study):
     assert all("FAILED" in f["reason"] or "unknown" in f["reason"] for f in failures.values())
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _step(store, job):
     path = store.checkpoint_dir(job.model_id) / "last.json"
     try:
@@ -125,16 +116,16 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(study):
     driver.start()
     try:
         # 1. Preemption as submitit sees it (SIGTERM, then USR2): Checkpointable requeues itself.
-        _wait_for(lambda: _step(store, job) >= 2, 60, "the job to reach step 2")
+        wait_for(lambda: _step(store, job) >= 2, 60, "the job to reach step 2")
         slurm_id = cj.read_worker(store, job)["slurm_job_id"]
         for sig in ("SIGTERM", "USR2"):
             subprocess.run(["scancel", "--signal", sig, slurm_id], check=True)
             # scancel delivers asynchronously: a late SIGTERM would hit the `scontrol requeue`
             # that submitit's USR2 handler starts.
             time.sleep(1.0)
-        _wait_for(lambda: len(cj.read_starts(store, job)) >= 2, 90, "the first resumption")
+        wait_for(lambda: len(cj.read_starts(store, job)) >= 2, 90, "the first resumption")
         # 2. Preemption as the scheduler does it: SIGTERM, SIGKILL, requeue; no help from the job.
-        _wait_for(lambda: _step(store, job) >= cj.read_starts(store, job)[-1] + 2, 60,
+        wait_for(lambda: _step(store, job) >= cj.read_starts(store, job)[-1] + 2, 60,
                   "progress after the first resumption")
         subprocess.run(["scontrol", "requeue", slurm_id], check=True)
         driver.join(timeout=120)
@@ -171,8 +162,8 @@ def test_a_new_driver_reattaches_to_tasks_of_a_dead_one(study, tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), name, str(store.root)],
                             stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: read_arrays(store), 60, "the first driver to submit")
-        _wait_for(lambda: all(cj.read_starts(store, j) for j in jobs), 60, "both jobs to start")
+        wait_for(lambda: read_arrays(store), 60, "the first driver to submit")
+        wait_for(lambda: all(cj.read_starts(store, j) for j in jobs), 60, "both jobs to start")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -357,7 +348,7 @@ def test_real_training_preempted_on_slurm_resumes_from_its_checkpoint(write_spec
             return 0
 
     try:
-        at = _wait_for(lambda: (s := checkpoint_step()) >= 60 and s, 120, "a checkpoint at step 60")
+        at = wait_for(lambda: (s := checkpoint_step()) >= 60 and s, 120, "a checkpoint at step 60")
         [slurm_id] = list((queue_states(name) or {"?": ""}).keys())
         for sig in ("SIGTERM", "USR2"):
             subprocess.run(["scancel", "--signal", sig, slurm_id], check=True)

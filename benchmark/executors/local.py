@@ -20,19 +20,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from benchmark.allocator import MALLOC_ENV
 from benchmark.executors.base import Executor, RunSummary
 from benchmark.jobs import JobOutcome, run_job
 from benchmark.spec import Job
 from benchmark.store import ResultsStore
-
-# glibc returns freed activation buffers to the OS and page-faults them back every step; these
-# settings keep them (research/perf.md §2: 1.27x faster and no 10x stalls). Read at process start,
-# so they are set in the environment the workers inherit.
-ALLOCATOR_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "33554432",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-    "MALLOC_TOP_PAD_": "268435456",
-}
 
 JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
 
@@ -98,7 +90,7 @@ class LocalExecutor(Executor):
             (summary.skipped.append(job.job_id) if job.job_id in done_already else todo.append(job))
         if not todo:
             return summary
-        for key, value in ALLOCATOR_ENV.items():
+        for key, value in MALLOC_ENV.items():  # read by glibc when a worker starts
             os.environ.setdefault(key, value)
         ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation is unsafe
         manager = ctx.Manager()

@@ -141,9 +141,9 @@ def _follow_loopback_cluster(port: int) -> None:
 
 def _worker_env() -> dict[str, str]:
     """Environment the job's workers need: the driver's import path and the allocator settings."""
-    from benchmark.executors.local import ALLOCATOR_ENV
+    from benchmark.allocator import MALLOC_ENV
 
-    env = dict(ALLOCATOR_ENV)
+    env = dict(MALLOC_ENV)
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env

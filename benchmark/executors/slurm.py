@@ -323,10 +323,10 @@ class SlurmExecutor(Executor):
                 f"reattaches to them; `scancel {ids}` stops them)")
 
     def _parameters(self, study: str, res: Resources) -> dict[str, Any]:
-        from benchmark.executors.local import ALLOCATOR_ENV
+        from benchmark.allocator import MALLOC_ENV
 
         setup = [f"export OMP_NUM_THREADS={res.cpus_per_job}"]
-        setup += [f"export {k}={v}" for k, v in ALLOCATOR_ENV.items()]
+        setup += [f"export {k}={v}" for k, v in MALLOC_ENV.items()]
         setup += list(res.sbatch_setup)
         params: dict[str, Any] = {
             "name": job_name(study),

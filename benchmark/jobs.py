@@ -136,6 +136,4 @@ def _common_columns(job: Job, steps: int, train_seconds: float, device: str) -> 
 
 
 def _as_float(value: Any) -> float | None:
-    if value is None or isinstance(value, str):
-        return None
-    return float(value)
+    return None if value is None else float(value)  # param_columns are the numeric ones

@@ -12,7 +12,7 @@ import itertools
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -348,19 +348,13 @@ def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
                 )
                 model_id = stable_hash(job.model_config())
                 job_id = stable_hash(job.config())
-                jobs.append(_with_ids(job, job_id, model_id))
+                jobs.append(replace(job, job_id=job_id, model_id=model_id))
     if not jobs:
         raise UserError("the study's grid is empty")
     duplicates = [jid for jid, n in Counter(j.job_id for j in jobs).items() if n > 1]
     if duplicates:
         raise UserError(f"the grid has {len(duplicates)} duplicate jobs (the same setting listed twice)")
     return jobs
-
-
-def _with_ids(job: Job, job_id: str, model_id: str) -> Job:
-    from dataclasses import replace
-
-    return replace(job, job_id=job_id, model_id=model_id)
 
 
 def select(jobs: list[Job], filters: list[str] | None = None, limit: int | None = None) -> list[Job]:

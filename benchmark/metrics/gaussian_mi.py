@@ -123,9 +123,9 @@ def log_aggregate_densities(mean: np.ndarray, logvar: np.ndarray, sizes: tuple[i
             for f in range(k):
                 # Only the stratum of the draw's own value is needed: gather it, N/|V_k| rows.
                 stratum = grid.movedim(2 + f, 1)[pick, vals[start:stop, f]]  # (s, D, ...) copy
-                lse = _logsumexp_(stratum.reshape(s, d, -1)) - log_counts[f]
-                log_conditional[start:stop, f] = lse.double().numpy()
-            log_marginal[start:stop] = (_logsumexp_(logq) - math.log(n)).double().numpy()
+                lse = _logsumexp_(stratum.reshape(s, d, -1)).double().numpy()
+                log_conditional[start:stop, f] = lse - log_counts[f]
+            log_marginal[start:stop] = _logsumexp_(logq).double().numpy() - math.log(n)
     return log_marginal, log_conditional
 
 

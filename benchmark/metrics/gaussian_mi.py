@@ -25,7 +25,7 @@ Cost: O(num_samples × N × D) Gaussian log-densities (one logsumexp over N per 
 N/|V_k| per factor); memory O(N × D) for the parameters plus ``chunk_elements`` floats of work
 (about 3 × 4 bytes each). dSprites (N = 737,280, D = 10) at Chen's num_samples = 10,000 is
 7.4e10 densities: about 34 ms per draw on one CPU thread, so about 6 min (measured on 200 draws
-of VAE-like posteriors, 2024-era Xeon, torch 2.13 CPU); lower ``num_samples`` for quick runs
+of VAE-like posteriors on a 2-core Xeon VM, torch 2.13 CPU); lower ``num_samples`` for quick runs
 (the estimate's noise falls as 1/sqrt(num_samples)).
 
 Differences to the references, on purpose: every factor counts, shape included (Chen excludes

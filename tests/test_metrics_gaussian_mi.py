@@ -269,3 +269,21 @@ def test_run_job_vae_gets_rows_and_pca_a_clean_skip(tmp_path, write_spec):
     assert sorted(vae.metric) == sorted(EXACT) and vae.value.between(0, 1).all()
     assert sorted(pca.metric) == sorted(EXACT) and pca.value.isna().all()
     assert set(df[df.metric == "mig"].model) == {"beta_vae", "pca"}
+
+
+def test_represent_gaussian_of_a_vae_and_of_pca():
+    from benchmark.data.synthetic import IdentityData as Identity
+    from benchmark.training import TrainConfig, train
+
+    data = Identity((3, 4, 5))
+    config = TrainConfig(steps=2, batch_size=8, num_latent=3, eval_batches=0, fit_samples=100,
+                         device="cpu")
+    vae = train("beta_vae", None, data, seed=0, config=config)
+    obs = data.sample_observations(5, np.random.default_rng(0))
+    mean, logvar = vae.represent_gaussian(batch_size=2)(obs)
+    assert vae.has_posterior and mean.shape == logvar.shape == (5, 3)
+    np.testing.assert_allclose(mean, vae.represent("mean")(obs), rtol=1e-6)
+    pca = train("pca", None, data, seed=0, config=config)
+    assert not pca.has_posterior
+    with pytest.raises(UserError, match="deterministic encoder"):
+        pca.represent_gaussian()

@@ -224,7 +224,7 @@ def test_suite_rows_are_labelled_posterior_and_computed_once(monkeypatch):
 def test_suite_skips_with_a_reason_without_posterior_or_on_noisy_data():
     ov = {"mig_exact": {"num_samples": 100}}
     for data, gaussian, reason in [
-        (IdentityData((3, 4)), None, "deterministic"),
+        (IdentityData((3, 4)), None, "deterministic encoder"),
         (IdentityData((3, 4)), lambda x: (flat(x), None), "no log-variance"),
         (IdentityData((3, 4), noise=0.1), _identity_gaussian, "noise-free"),
     ]:

@@ -134,7 +134,7 @@ def _posterior_rows(data, gaussian: GaussianEncoder | None, names: list[str],
                  "eval_seconds": 0.0, "skipped": reason} for n in names]
 
     if gaussian is None:
-        return skipped("no Gaussian posterior q(z|x): the encoder is deterministic")
+        return skipped("no Gaussian posterior q(z|x) given (a deterministic encoder has none)")
     rows = []
     with shared_work():
         t0 = time.perf_counter()

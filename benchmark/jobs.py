@@ -57,6 +57,7 @@ def _train_and_evaluate(
     from sklearn.exceptions import ConvergenceWarning
 
     from benchmark.data import get_dataset
+    from benchmark.metrics import get_metric
     from benchmark.metrics.suite import evaluate
     from benchmark.training import TrainConfig, train
 
@@ -87,6 +88,9 @@ def _train_and_evaluate(
         name: model.represent(name, seed=ev["seed"]) if name == "sampled" else model.represent(name)
         for name in ev["representations"]
     }
+    gaussian = None
+    if any(get_metric(m).posterior is not None for m in ev["metrics"]) and model.has_posterior:
+        gaussian = model.represent_gaussian()  # for mig_exact & co., computed once per model
     say(f"{job.job_id} evaluating {len(ev['metrics'])} metrics on {', '.join(represents)}")
     with warnings.catch_warnings():
         # sklearn's deprecation and convergence chatter, once per fit, would bury the progress bar.
@@ -96,7 +100,12 @@ def _train_and_evaluate(
             data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"],
             progress=lambda done, total, label: say(f"{job.job_id} {label} ({done}/{total})"),
             n_jobs=max(1, torch.get_num_threads()),  # the cores this job was given
+            gaussian=gaussian,
         )
+    for r in metric_rows:
+        if "skipped" in r:  # a posterior metric this model or dataset cannot give: NaN row
+            log.warning("%s: %s skipped: %s", job.job_id, r["metric"], r["skipped"])
+            say(f"{job.job_id} {r['metric']} skipped: {r['skipped']}")
 
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,

@@ -233,6 +233,36 @@ class TrainedModel:
 
         return represent_fn
 
+    @property
+    def has_posterior(self) -> bool:
+        """Whether the encoder gives a Gaussian q(z|x) (a log-variance); False for AE, PCA, ..."""
+        if not hasattr(self, "_has_posterior"):
+            probe = torch.zeros((1, *self.observation_shape), device=self.device)
+            with torch.inference_mode():
+                self._has_posterior = self.system.encode(probe)[1] is not None
+        return self._has_posterior
+
+    def represent_gaussian(self, batch_size: int = 64) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """`fn(obs (N,C,H,W) float32) -> (mean, logvar)`, each (N, D) float32: the Gaussian posterior
+        q(z|x) that the exact-data MI metrics (`benchmark.metrics.gaussian_mi`) need. A deterministic
+        encoder (autoencoders, PCA, ...) has no log-variance: UserError (see `has_posterior`)."""
+        if not self.has_posterior:
+            raise UserError(f"{self.method} has a deterministic encoder: no Gaussian posterior q(z|x)")
+
+        def gaussian_fn(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            obs = np.asarray(obs)
+            self._check_obs(obs)
+            means = [np.zeros((0, self.num_latent), np.float32)]
+            logvars = [np.zeros((0, self.num_latent), np.float32)]
+            with torch.inference_mode():
+                for i in range(0, obs.shape[0], batch_size):
+                    mean, logvar = self.system.encode(_to_tensor(obs[i:i + batch_size], self.device))
+                    means.append(mean.float().cpu().numpy())
+                    logvars.append(logvar.float().cpu().numpy())
+            return np.concatenate(means), np.concatenate(logvars)
+
+        return gaussian_fn
+
     def decode(self, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Codes (N, D) → images (N, C, H, W) in [0, 1] (for traversals)."""
         z = np.asarray(z, dtype=np.float32)

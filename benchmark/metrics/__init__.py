@@ -8,11 +8,18 @@
 ``represent(observations (N, C, H, W) float32) -> codes (N, D)``; ``compute_metric_on_samples`` scores
 the given arrays as they are. To evaluate many metrics on one model, use
 `benchmark.metrics.suite.evaluate`, which encodes once and shares the samples.
+
+The exact-data estimators ``mig_exact``, ``aam_exact`` and ``mmig_exact`` (`gaussian_mi`) need the
+Gaussian posterior of every element of a noise-free factor grid instead of codes:
+``compute_posterior_metric("mig_exact", data, gaussian, seed=0)`` with
+``gaussian(observations) -> (mean, logvar)``. They are opt-in: not part of ``default_metrics()``
+("all" in a spec), so that adding them changed no job id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,6 +31,7 @@ from benchmark.metrics import (
     dci,
     downstream,
     factor_vae,
+    gaussian_mi,
     irs,
     mig,
     modularity_explicitness,
@@ -31,7 +39,7 @@ from benchmark.metrics import (
     unsupervised,
 )
 from benchmark.metrics.base import Metric
-from benchmark.metrics.sampling import FactorEncoder
+from benchmark.metrics.sampling import FactorEncoder, GaussianEncoder, encode_grid_posterior
 
 _SIZES = [10, 100, 1000, 10000]
 
@@ -73,8 +81,23 @@ METRICS: dict[str, Metric] = {
                "Axis-alignment metric (Dubois et al.)", score=aam_mmig.score_aam, uses_test=False),
         Metric("mmig", {"num_train": 10000, "num_bins": 20},
                "Modified MIG (Dubois et al.)", score=aam_mmig.score_mmig, uses_test=False),
+        # Opt-in (in_all=False): exact MI from q(z|x) over the whole grid (gaussian_mi.py).
+        Metric("mig_exact", {"num_samples": gaussian_mi.DEFAULT_NUM_SAMPLES},
+               "MIG, exact-data estimator from q(z|x) over the whole grid (Chen et al. 2018)",
+               posterior=partial(gaussian_mi.score, "mig_exact"), uses_test=False, in_all=False),
+        Metric("aam_exact", {"num_samples": gaussian_mi.DEFAULT_NUM_SAMPLES},
+               "Axis-alignment metric on the exact-data MI (Dubois et al.)",
+               posterior=partial(gaussian_mi.score, "aam_exact"), uses_test=False, in_all=False),
+        Metric("mmig_exact", {"num_samples": gaussian_mi.DEFAULT_NUM_SAMPLES},
+               "Modified MIG on the exact-data MI (Dubois et al.)",
+               posterior=partial(gaussian_mi.score, "mmig_exact"), uses_test=False, in_all=False),
     ]
 }
+
+
+def default_metrics() -> list[str]:
+    """What "all" means (registry order): every metric but the opt-in ones (``in_all=False``)."""
+    return [name for name, m in METRICS.items() if m.in_all]
 
 
 def get_metric(name: str) -> Metric:
@@ -94,9 +117,37 @@ def compute_metric(name: str, data, represent: Callable[[np.ndarray], np.ndarray
     """
     metric = get_metric(name)
     params = metric.params(overrides)
+    if metric.posterior is not None:
+        raise UserError(f"metric {name} needs the Gaussian posterior q(z|x), not codes: "
+                        "use compute_posterior_metric")
     rng = np.random.default_rng(seed)
     encoder = FactorEncoder(data, represent, rng, batch_size=encode_batch_size)
     return run_metric(metric, params, data, encoder, rng, seed=seed, n_jobs=n_jobs)
+
+
+def compute_posterior_metric(name: str, data, gaussian: GaussianEncoder, seed: int = 0, *,
+                             n_jobs: int = 1, encode_batch_size: int = 256,
+                             **overrides: Any) -> dict[str, float]:
+    """Score a posterior metric (``mig_exact``, ``aam_exact``, ``mmig_exact``; Chen et al. 2018).
+
+    ``gaussian(observations (n, C, H, W) float32) -> (mean, logvar)``, each (n, D). The whole factor
+    grid of ``data`` is rendered and encoded (it must be noise-free and enumerable, else UserError).
+    """
+    metric = get_metric(name)
+    if metric.posterior is None:
+        raise UserError(f"metric {name} is not a posterior metric: use compute_metric")
+    params = metric.params(overrides)
+    mean, logvar = encode_grid_posterior(data, gaussian, batch_size=encode_batch_size)
+    return run_posterior_metric(metric, params, mean, logvar, data.factor_sizes, seed=seed,
+                                n_jobs=n_jobs)
+
+
+def run_posterior_metric(metric: Metric, params: Mapping[str, Any], mean: np.ndarray,
+                         logvar: np.ndarray, factor_sizes, *, seed: int,
+                         n_jobs: int = 1) -> dict[str, float]:
+    """Run a posterior metric with resolved ``params`` on the grid's (mean, logvar)."""
+    return metric.posterior(mean, logvar, tuple(int(s) for s in factor_sizes), seed=seed,
+                            n_jobs=n_jobs, **metric.score_params(params))
 
 
 def run_metric(metric: Metric, params: Mapping[str, Any], data, encoder: FactorEncoder,
@@ -104,6 +155,9 @@ def run_metric(metric: Metric, params: Mapping[str, Any], data, encoder: FactorE
                pool: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
                ) -> dict[str, float]:
     """Run one metric with resolved ``params``; sample metrics slice ``pool`` when given."""
+    if metric.posterior is not None:
+        raise UserError(f"metric {metric.name} needs the Gaussian posterior q(z|x), not codes: "
+                        "use run_posterior_metric")
     if metric.intervene is not None:
         return metric.intervene(lambda n, r: _sample_factors(data, n, r), encoder,
                                 tuple(int(s) for s in data.factor_sizes), rng,
@@ -132,6 +186,9 @@ def compute_metric_on_samples(name: str, codes_train: np.ndarray, factors_train:
     sklearn estimators exactly as disentanglement_lib's global ``np.random.seed(seed)`` would.
     """
     metric = get_metric(name)
+    if metric.posterior is not None:
+        raise UserError(f"metric {name} needs the Gaussian posterior q(z|x) of a whole factor grid: "
+                        "use compute_posterior_metric")
     if metric.score is None:
         raise UserError(f"metric {name} intervenes on factors and needs a dataset: use compute_metric")
     bad = sorted(set(overrides) & {"num_train", "num_test", "batch_size"})
@@ -154,4 +211,5 @@ def _sample_factors(data, n: int, rng: np.random.Generator) -> np.ndarray:
     return factors.astype(np.int64, copy=False)
 
 
-__all__ = ["METRICS", "Metric", "compute_metric", "compute_metric_on_samples", "get_metric"]
+__all__ = ["METRICS", "Metric", "compute_metric", "compute_metric_on_samples",
+           "compute_posterior_metric", "default_metrics", "get_metric"]

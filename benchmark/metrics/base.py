@@ -18,8 +18,12 @@ class Metric:
 
     ``score(codes_train, factors_train, codes_test, factors_test, *, seed, n_jobs, **params)`` scores
     given (codes, factors) samples; metrics that intervene on factors (BetaVAE, FactorVAE scores)
-    have ``intervene(sample_factors, encode, factor_sizes, rng, *, seed, n_jobs, **params)`` instead.
+    have ``intervene(sample_factors, encode, factor_sizes, rng, *, seed, n_jobs, **params)`` instead;
+    metrics of the Gaussian posterior over the whole factor grid (``mig_exact``...) have
+    ``posterior(mean, logvar, factor_sizes, *, seed, n_jobs, **params)``, their one key is their name.
     ``defaults`` are unsupervised_study_v1's parameters under dlib's names.
+    ``in_all``: whether ``metrics: all`` includes it. "all" is hashed into every job id as the list
+    of its names, so a metric added later must be opt-in (False) or every existing id changes.
     """
 
     name: str
@@ -28,6 +32,8 @@ class Metric:
     score: Callable[..., dict[str, float]] | None = None
     intervene: Callable[..., dict[str, float]] | None = None
     uses_test: bool = True
+    posterior: Callable[..., dict[str, float]] | None = None
+    in_all: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -43,7 +49,7 @@ class Metric:
                 raise UserError(f"metric {self.name} has no parameter {key!r} (known: {known})")
             out[key] = value
         for key in ("num_train", "num_test", "num_eval", "batch_size", "num_variance_estimate",
-                    "n_estimators"):
+                    "n_estimators", "num_samples"):
             if key in out:
                 values = out[key] if isinstance(out[key], (list, tuple)) else [out[key]]
                 if not values or any(not _is_pos_int(v) for v in values):

@@ -4,6 +4,8 @@ Encoding dominates the protocol's cost (dlib re-samples and re-encodes per metri
 calls per representation). Here every metric that needs (codes, factors) pairs slices one shared pool,
 and for a noise-free dataset with an enumerable factor grid and a deterministic representation the
 grid is encoded once and codes are looked up, which gives exactly the codes the protocol would get.
+The posterior metrics (``mig_exact``...) encode the whole grid to Gaussian parameters
+(`encode_grid_posterior`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from benchmark.errors import UserError
 from benchmark.metrics import utils
 
 Represent = Callable[[np.ndarray], np.ndarray]
+# observations (n, C, H, W) float32 -> (mean, logvar), each (n, D): a Gaussian q(z|x)
+GaussianEncoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class PosteriorUnavailable(UserError):
+    """The posterior metrics cannot be computed here: no log-variance (a deterministic encoder), or
+    a dataset whose grid is noisy or too large. The suite records a skip, not a failure."""
 
 
 class FactorEncoder:
@@ -80,13 +89,59 @@ def checked_codes(codes, n: int) -> np.ndarray:
 
 def is_deterministic(data, represent: Represent, probe: int = 8, seed: int = 12345) -> bool:
     """True when rendering and encoding the same factors twice (different RNGs) gives equal codes."""
-    factors = np.asarray(data.sample_factors(probe, np.random.default_rng(seed)), dtype=np.int64)
-    obs_a = data.sample_observations_from_factors(factors, np.random.default_rng(seed + 1))
-    obs_b = data.sample_observations_from_factors(factors, np.random.default_rng(seed + 2))
+    obs_a, obs_b = _render_twice(data, probe, seed)
     if not np.array_equal(obs_a, obs_b):
         return False
     return bool(np.array_equal(np.asarray(represent(obs_a)), np.asarray(represent(obs_b))))
 
 
+def is_noise_free(data, probe: int = 8, seed: int = 12345) -> bool:
+    """True when rendering the same factors twice (different RNGs) gives equal observations."""
+    obs_a, obs_b = _render_twice(data, probe, seed)
+    return bool(np.array_equal(obs_a, obs_b))
+
+
+def _render_twice(data, probe: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    factors = np.asarray(data.sample_factors(probe, np.random.default_rng(seed)), dtype=np.int64)
+    obs_a = data.sample_observations_from_factors(factors, np.random.default_rng(seed + 1))
+    obs_b = data.sample_observations_from_factors(factors, np.random.default_rng(seed + 2))
+    return obs_a, obs_b
+
+
 def grid_size(data) -> int:
     return prod(int(s) for s in data.factor_sizes)
+
+
+def encode_grid_posterior(data, gaussian: GaussianEncoder, batch_size: int = 256,
+                          max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, logvar), each (N, D) float32, of every grid element in row-major factor order.
+
+    The exact-data MI of Chen et al. (2018) needs q(z|x) for the whole dataset, so the dataset
+    must be noise-free (an observation is a function of its factors) and its grid enumerable (at
+    most ``max_rows`` elements when given); otherwise `PosteriorUnavailable` (a UserError). A ``gaussian`` that returns no
+    log-variance raises `PosteriorUnavailable` too. Only the parameters are kept: memory O(N × D).
+    """
+    sizes = tuple(int(s) for s in data.factor_sizes)
+    n = prod(sizes)
+    name = getattr(data, "name", "?")
+    if max_rows is not None and n > max_rows:
+        raise PosteriorUnavailable(f"dataset {name}: factor grid of {n} elements exceeds {max_rows}; "
+                        "the posterior metrics encode the whole grid")
+    if not is_noise_free(data):
+        raise PosteriorUnavailable(f"dataset {name} renders the same factors differently (noise, or factors "
+                        "outside the grid): the posterior metrics need a noise-free dataset")
+    rng = np.random.default_rng(0)  # noise-free: the stream does not matter
+    means, logvars = [], []
+    for start in range(0, n, int(batch_size)):
+        idx = np.arange(start, min(start + int(batch_size), n))
+        factors = np.stack(np.unravel_index(idx, sizes), axis=1).astype(np.int64)
+        out = gaussian(data.sample_observations_from_factors(factors, rng))
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise UserError("the Gaussian encoder must return (mean, logvar)")
+        if out[1] is None:
+            raise PosteriorUnavailable("the encoder returned no log-variance: it has no Gaussian posterior")
+        means.append(checked_codes(out[0], len(idx)).astype(np.float32))
+        logvars.append(checked_codes(out[1], len(idx)).astype(np.float32))
+        if logvars[-1].shape != means[-1].shape:
+            raise UserError(f"posterior mean {means[-1].shape} and logvar {logvars[-1].shape} differ in shape")
+    return np.concatenate(means), np.concatenate(logvars)

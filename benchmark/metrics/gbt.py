@@ -415,6 +415,44 @@ def _sort_feature(xt, f, sorted_all, virt, samples, start, end, twin, n_flagged,
 
 
 @_njit
+def _root_sort(xt, f, sorted_all, virt, samples, n, gpos, g0, g1, ghard, h0, h1, sim_v, sim_i,
+               key, use_cache, cache, pool, pool_used):
+    """The root's sort of feature f, exact on every block of f whose tied samples are not twins
+    for some tree (``gpos[g0:g1]``: their positions in f's sorted order).
+
+    At the root sklearn's sample array depends only on the features sorted so far in this tree
+    (every tree starts from 0..n-1 and sorting ignores the targets), so the result is a function
+    of that sequence since the last feature without such blocks (``key``) and is reused by every
+    later tree whose root visits the same sequence.
+    """
+    cnt = g1 - g0
+    if use_cache and key in cache:
+        off = cache[key]
+        for p in range(n):
+            samples[p] = sorted_all[f, p]
+        for j in range(cnt):
+            samples[gpos[g0 + j]] = pool[off + j]
+        return
+    if virt >= 0:
+        for p in range(n):
+            samples[p] = sorted_all[virt, p]
+    for p in range(n):
+        sim_i[p] = samples[p]
+        sim_v[p] = xt[f, samples[p]]
+    _introsort3_partial(sim_v[:n], sim_i[:n], 2 * np.int64(np.log2(n)), ghard[h0:h1], h1 - h0)
+    for p in range(n):
+        samples[p] = sorted_all[f, p]
+    for j in range(cnt):
+        samples[gpos[g0 + j]] = sim_i[gpos[g0 + j]]
+    if use_cache and pool_used[0] + cnt <= pool.shape[0]:
+        off = pool_used[0]
+        for j in range(cnt):
+            pool[off + j] = samples[gpos[g0 + j]]
+        cache[key] = off
+        pool_used[0] = off + cnt
+
+
+@_njit
 def _update(y, samples, start, end, pos, new_pos, sum_total, w_node, sum_left, w_left):
     """RegressionCriterion.update (unit weights): (sum_left, w_left) at new_pos."""
     if (new_pos - pos) <= (end - new_pos):
@@ -431,7 +469,8 @@ def _update(y, samples, start, end, pos, new_pos, sum_total, w_node, sum_left, w
 
 
 @_njit
-def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, seed, w_total, sorted_all, samples, xf, goes_left, features,
+def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, root, cache, root_cached,
+              seed, w_total, sorted_all, samples, xf, goes_left, features,
               constant_features, buf, sim_v, sim_i, hard, is_hard, stack, node_feature, node_threshold, node_left, node_right,
               node_w, node_impurity, node_start, node_end):
     """One DecisionTreeRegressor(max_depth=3).fit(X, y) as sklearn 1.9 grows it; returns node count.
@@ -440,6 +479,9 @@ def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, seed,
     samples[node_start:node_end].
     """
     d, n = xt.shape
+    gpos_off, gpos, ghard_off, ghard, pool, pool_used = root
+    base = d + 2
+    max_chain = np.int64(60 / np.log2(base)) - 2  # keys stay below 2**62
     sorted_all[:, :] = sorted_init
     for i in range(n):
         samples[i] = i
@@ -502,6 +544,10 @@ def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, seed,
             n_total = n_known
             best_proxy = -np.inf
             virt = -1
+            if depth == 0:
+                # key of the root's sort history: sentinel 1, then the start marker (d + 1)
+                ckey = base + d + 1
+                clen = 0
             while f_i > n_total and (n_visited < d or n_visited <= n_found + n_drawn):
                 n_visited += 1
                 f_j = _rand_int(state, n_drawn, f_i - n_found)
@@ -511,8 +557,24 @@ def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, seed,
                     continue
                 f_j += n_found
                 cur_f = features[f_j]
-                if _sort_feature(xt, cur_f, sorted_all, virt, samples, start, end, twin,
-                                 node_flagged[cur_f], sim_v, sim_i, hard, is_hard):
+                if depth == 0 and root_cached:
+                    g0 = gpos_off[cur_f]
+                    g1 = gpos_off[cur_f + 1]
+                    if g1 - g0 >= 2:
+                        ckey = ckey * base + cur_f + 1
+                        clen += 1
+                        _root_sort(xt, cur_f, sorted_all, virt, samples, end, gpos, g0, g1, ghard,
+                                   ghard_off[cur_f], ghard_off[cur_f + 1], sim_v, sim_i, ckey,
+                                   clen <= max_chain, cache, pool, pool_used)
+                        order = samples
+                        virt = -1
+                    else:  # a canonical order: the history restarts from it
+                        ckey = base + cur_f
+                        clen = 0
+                        order = sorted_all[cur_f]
+                        virt = cur_f
+                elif _sort_feature(xt, cur_f, sorted_all, virt, samples, start, end, twin,
+                                   node_flagged[cur_f], sim_v, sim_i, hard, is_hard):
                     order = samples
                     virt = -1
                 else:
@@ -659,7 +721,8 @@ def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, seed,
 
 
 @_njit
-def _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged_stack, xt_test, neg_g, indicators, raw, raw_test, seeds, n_classes,
+def _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged_stack, root, cache,
+               xt_test, neg_g, indicators, raw, raw_test, seeds, n_classes,
                importance, sorted_all, samples, xf, goes_left, features, constant_features, buf,
                sim_v, sim_i, hard, is_hard, stack, node_feature, node_threshold, node_left, node_right, node_w, node_impurity,
                node_start, node_end, leaf_idx, tmp, tree_imp):
@@ -686,6 +749,7 @@ def _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged
             twin[i] = 2 * rows[i] + (1 if y_enc[i] == target else 0)
         # Flag the samples of the tied blocks that hold two non-twins in this tree.
         flagged_root[:] = 0
+        root_cached = True  # no same-row block is hard in this tree: the root cache applies
         for b in range(blocks.shape[0]):
             f = blocks[b, 0]
             s0 = sorted_init[f, blocks[b, 1]]
@@ -698,7 +762,10 @@ def _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged
                 flag[f, sorted_init[f, q]] = hard_block
             if hard_block:
                 flagged_root[f] += blocks[b, 2] - blocks[b, 1]
-        count = _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, seeds[k], np.float64(n), sorted_all, samples, xf,
+                if blocks[b, 3] == 0:
+                    root_cached = False
+        count = _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, root, cache,
+                          root_cached, seeds[k], np.float64(n), sorted_all, samples, xf,
                           goes_left, features, constant_features, buf, sim_v, sim_i, hard, is_hard,
                           stack, node_feature,
                           node_threshold, node_left, node_right, node_w, node_impurity,
@@ -820,6 +887,7 @@ def fit_gbt(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test
     flag = np.zeros((d, n), np.bool_)
     flagged_root = np.zeros(d, np.int64)
     flagged_stack = np.zeros((2 * MAX_DEPTH + 4, d), np.int64)
+    root, cache = _root_cache(xt, sorted_init, blocks)
     work = _workspace(d, n)
     importance = np.zeros(d)
     relevant = 0
@@ -827,7 +895,8 @@ def fit_gbt(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test
         neg_g = -loss.gradient(y_true=y_float, raw_prediction=raw, sample_weight=None)
         neg_g = np.ascontiguousarray(neg_g.reshape(-1, 1) if neg_g.ndim == 1 else neg_g)
         seeds = np.array([random_state.randint(0, RAND_R_MAX) for _ in range(k_trees)], np.int64)
-        relevant += _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged_stack, xt_test, neg_g, indicators, raw, raw_test, seeds,
+        relevant += _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged_stack,
+                               root, cache, xt_test, neg_g, indicators, raw, raw_test, seeds,
                                n_classes, importance, *work)
     if relevant:
         avg = importance / relevant
@@ -846,11 +915,12 @@ def _rows(x32: np.ndarray) -> np.ndarray:
 
 @_njit
 def _tie_blocks(xt, sorted_init, rows, y_enc):
-    """(feature, first, end) positions in ``sorted_init`` of each block of tied values that holds
-    samples which are not twins in some tree (another row, or the same row with another label):
-    only those ties can make sklearn's sort order matter."""
+    """(feature, first, end, rows differ) for each block of tied values (positions in
+    ``sorted_init``) that holds samples which are not twins in some tree (another row: in every
+    tree; or the same row with another label: in the trees of those labels). Only those ties can
+    make sklearn's sort order matter."""
     d, n = xt.shape
-    out = np.empty((0, 3), np.int64)
+    out = np.empty((0, 4), np.int64)
     found = []
     for f in range(d):
         b0 = 0
@@ -858,20 +928,53 @@ def _tie_blocks(xt, sorted_init, rows, y_enc):
             if p < n and xt[f, sorted_init[f, p]] == xt[f, sorted_init[f, b0]]:
                 continue
             s0 = sorted_init[f, b0]
+            mixed = False
+            rows_differ = 0
             for q in range(b0 + 1, p):
                 s = sorted_init[f, q]
-                if rows[s] != rows[s0] or y_enc[s] != y_enc[s0]:
-                    found.append((f, b0, p))
+                if rows[s] != rows[s0]:
+                    rows_differ = 1
+                    mixed = True
                     break
+                if y_enc[s] != y_enc[s0]:
+                    mixed = True
+            if mixed:
+                found.append((f, b0, p, rows_differ))
             b0 = p
     if len(found) == 0:
         return out
-    out = np.empty((len(found), 3), np.int64)
+    out = np.empty((len(found), 4), np.int64)
     for i in range(len(found)):
         out[i, 0] = found[i][0]
         out[i, 1] = found[i][1]
         out[i, 2] = found[i][2]
+        out[i, 3] = found[i][3]
     return out
+
+
+def _root_cache(xt: np.ndarray, sorted_init: np.ndarray, blocks: np.ndarray,
+                pool_size: int = 1 << 21) -> tuple:
+    """Per feature: positions (in its sorted order) and values of the tied blocks that hold
+    different rows (non-twins in every tree); plus the root sort cache (key -> offset into a pool
+    of sample ids)."""
+    from numba import types
+    from numba.typed import Dict
+
+    d = xt.shape[0]
+    gpos_off = np.zeros(d + 1, np.int64)
+    ghard_off = np.zeros(d + 1, np.int64)
+    gpos: list[int] = []
+    ghard: list[float] = []
+    for f in range(d):
+        for bf, b0, b1, rows_differ in blocks:
+            if bf == f and rows_differ:
+                gpos.extend(range(b0, b1))
+                ghard.append(xt[f, sorted_init[f, b0]])
+        gpos_off[f + 1] = len(gpos)
+        ghard_off[f + 1] = len(ghard)
+    cache = Dict.empty(key_type=types.int64, value_type=types.int64)
+    return (gpos_off, np.array(gpos, np.int64), ghard_off, np.array(ghard, np.float32),
+            np.empty(pool_size, np.int64), np.zeros(1, np.int64)), cache
 
 
 def _decide(raw: np.ndarray) -> np.ndarray:

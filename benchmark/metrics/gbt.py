@@ -2,24 +2,32 @@
 
 DCI (Eastwood & Williams, ICLR 2018) and downstream_gbt (Locatello et al., ICML 2019) fit one
 `GradientBoostingClassifier()` per factor: 100 stages of depth-3 regression trees, one tree per
-class per stage (11,300 trees for dSprites' factors on 10,000 rows). Almost all of sklearn's time
-goes into sorting every feature at every node of every tree (introsort, O(n log n)).
+class per stage (11,300 trees for dSprites' factors on 10,000 rows). Most of sklearn's time goes
+into sorting every feature at every node of every tree (introsort, O(n log n)).
 
 This is a port of sklearn 1.9's algorithm, operation for operation: the best splitter with its
 XorShift feature draws and constant-feature bookkeeping, the MSE criterion's running sums (forward
 and reverse updates), the in-place partition of the sample array, the depth-first builder, the
-leaf line search (numpy's pairwise summation, Friedman's (K-1)/K factor) and the prediction
-updates, in the same order with the same floating-point operations, so each tree, each raw score
-and each prediction is the one sklearn computes. The gradient and the initial prior are sklearn's
-own functions. One thing is done differently: a node's samples are not re-sorted. Each feature is
-sorted once per fit, and every tree keeps each node's sorted segment of every feature by stable
-partitioning; when a feature has no tied values inside the node, sorting has only one possible
-result, which is that segment (O(n) instead of O(n log n)). When it has ties, the order of the
-tied samples depends on introsort's history, so the ported introsort sorts the node's sample
-array exactly as sklearn does.
+leaf line search (numpy's pairwise summation, Friedman's (K-1)/K factor) and the raw-score updates,
+in the same order with the same floating-point operations, so every split, raw score and
+prediction is the one sklearn computes (the tests compare with sklearn itself). The gradient and
+the initial prior are sklearn's own functions. Only the final average of the importances over the
+trees is summed in another order (differences ~1e-16, none observed).
 
-Only the final importance averages are summed in another order (differences ~1e-16). Only used
-for sklearn versions in ``VERIFIED``; the tests compare with sklearn itself on each run.
+What is done differently is how a node's samples get sorted:
+- Each feature is sorted once per fit; every tree keeps each node's sorted segment of every
+  feature by stable partitioning. When a feature has no tied values inside the node, sorting has
+  one possible result, that segment: O(n) instead of O(n log n), and the scan reads it directly.
+- Tied samples matter only if they are not *twins* (same row and same target in this tree:
+  interchangeable in every later step, so their order changes no value). For blocks of tied
+  non-twins, the order sklearn's introsort leaves them in depends on its whole history, so the
+  ported introsort is run on the node's real sample order, following only the partitions that
+  contain such a block (`_introsort3_partial`, ~O(n log #blocks)).
+- At the root, sklearn's sample order depends only on the sequence of features sorted so far in
+  this tree (every tree starts from 0..n-1 and sorting ignores the targets), so root sorts are
+  cached by that sequence and reused by later trees (`_root_sort`).
+
+Used for the sklearn versions in ``VERIFIED`` only (`applies`); anything else goes to sklearn.
 """
 
 from __future__ import annotations

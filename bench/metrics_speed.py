@@ -196,27 +196,32 @@ def headline(name: str, scores: dict) -> float:
     return float(scores.get(key, float("nan")))
 
 
-def table(ours: dict, dlib: dict | None, meta: dict) -> str:
-    lines = [f"{'metric':24s} {'dlib s':>8s} {'ours s':>8s} {'ratio':>6s}  {'headline (largest size)':28s}"
-             f" {'dlib':>8s} {'ours':>8s}"]
+def table(runs: dict[int, dict], dlib: dict | None, meta: dict) -> str:
+    """One row per metric: dlib's seconds, then ours and the ratio for each n_jobs."""
+    head = f"{'metric':24s} {'dlib s':>8s}"
+    for j in runs:
+        head += f" {f'ours j={j}':>9s} {'ratio':>6s}"
+    lines = [head + f"  {'headline (largest size)':28s} {'dlib':>8s} {'ours':>8s}"]
+    first = next(iter(runs.values()))
     for name in DLIB + OURS_ONLY:
-        o = ours["metrics"][name]
         d = dlib["metrics"].get(name) if dlib else None
-        ds = f"{d['wall']:8.1f}" if d else f"{'-':>8s}"
-        ratio = f"{d['wall'] / o['wall']:6.1f}" if d else f"{'-':>6s}"
+        line = f"{name:24s} " + (f"{d['wall']:8.1f}" if d else f"{'-':>8s}")
+        for r in runs.values():
+            o = r["metrics"][name]
+            line += f" {o['wall']:9.1f} " + (f"{d['wall'] / o['wall']:6.1f}" if d else f"{'-':>6s}")
         dv = f"{headline(name, d['scores']):8.4f}" if d else f"{'-':>8s}"
-        lines.append(f"{name:24s} {ds} {o['wall']:8.1f} {ratio}  {HEADLINE[name]:28s} {dv} "
-                     f"{headline(name, o['scores']):8.4f}")
+        lines.append(f"{line}  {HEADLINE[name]:28s} {dv} {headline(name, first['metrics'][name]['scores']):8.4f}")
     if dlib:
-        lines.append(f"{'TOTAL wall (dlib metrics)':24s} {dlib['wall']:8.1f} {ours['wall']:8.1f} "
-                     f"{dlib['wall'] / ours['wall']:6.1f}   (ours incl. aam, mmig)")
-        lines.append(f"{'TOTAL CPU (this process)':24s} {dlib['cpu']:8.1f} {ours['cpu']:8.1f} "
-                     f"{dlib['cpu'] / ours['cpu']:6.1f}   (n_jobs>1: worker CPU not counted)")
+        line = f"{'TOTAL wall':24s} {dlib['wall']:8.1f}"
+        for r in runs.values():
+            line += f" {r['wall']:9.1f} {dlib['wall'] / r['wall']:6.1f}"
+        lines.append(line + "   (ours incl. aam, mmig)")
     lines.append("where the time goes (wall s):  rendering | encoding (images) | rest = sklearn fits + maths")
-    for side, r in (("dlib", dlib), ("ours", ours)):
+    sides = [("dlib", dlib)] + [(f"ours j={j}", r) for j, r in runs.items()]
+    for side, r in sides:
         if r:
             rest = r["wall"] - r["render"]["wall"] - r["encode"]["wall"]
-            lines.append(f"  {side}: {r['render']['wall']:8.1f} | {r['encode']['wall']:8.1f} "
+            lines.append(f"  {side:9s}: {r['render']['wall']:8.1f} | {r['encode']['wall']:8.1f} "
                          f"({r['encode']['items']:,}) | {rest:8.1f}")
     for name, d in (dlib or {}).get("metrics", {}).items():
         if "error" in d:
@@ -228,7 +233,8 @@ def table(ours: dict, dlib: dict | None, meta: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scale", type=float, default=1.0, help="multiply every sample size (1 = study)")
-    p.add_argument("--n-jobs", type=int, default=1, help="our parallel fits (dlib is serial)")
+    p.add_argument("--n-jobs", default="1",
+                   help="our parallel fits (dlib is serial); a comma list runs ours once per value")
     p.add_argument("--train-steps", type=int, default=50)
     p.add_argument("--no-dlib", action="store_true", help="only ours")
     p.add_argument("--dlib-site", type=Path,
@@ -238,18 +244,22 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     if not 0 < a.scale <= 1:
         raise SystemExit("error: --scale must be in (0, 1]")
+    try:
+        n_jobs = [int(j) for j in str(a.n_jobs).split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --n-jobs must be integers separated by commas, got {a.n_jobs!r}") from None
     ref = None if a.no_dlib else dlib_runner(a.dlib_site)
     ours_plan, dlib_plan = plans(a.scale)
     data, represent = model_and_data(a.train_steps)
-    meta = {"scale": a.scale, "n_jobs": a.n_jobs, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    meta = {"scale": a.scale, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "load_before": round(os.getloadavg()[0], 2)}
     dlib = run_dlib(ref, data, represent, dlib_plan) if ref else None
-    ours = run_ours(data, represent, ours_plan, a.n_jobs)
+    runs = {j: run_ours(data, represent, ours_plan, j) for j in n_jobs}
     meta["load_after"] = round(os.getloadavg()[0], 2)
-    print(table(ours, dlib, meta))
+    print(table(runs, dlib, meta))
     if a.out:
-        a.out.write_text(json.dumps({"meta": meta, "plan": ours_plan, "ours": ours, "dlib": dlib},
+        a.out.write_text(json.dumps({"meta": meta, "plan": ours_plan, "ours": runs, "dlib": dlib},
                                     indent=1, default=float))
 
 

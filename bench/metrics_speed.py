@@ -1,13 +1,15 @@
 """The whole metric suite on one real representation: ours vs disentanglement_lib's code, one run.
 
-    OMP_NUM_THREADS=1 python bench/metrics_speed.py [--scale 1.0] [--n-jobs 1] [--out f.json]
+    OMP_NUM_THREADS=1 python bench/metrics_speed.py [--scale 1.0] [--n-jobs 1,2] [--out f.json]
 
 Representation: the study's conv encoder (beta-VAE, `benchmark.training.train`, a few steps: the
 metrics' cost does not depend on how well it is trained) applied to procedural dSprites
 (`get_dataset("dsprites_full")`, 737,280 combinations), mean representation. Both sides see the same
 dataset and the same encoder:
 
-* ours: `benchmark.metrics.suite.evaluate` (one shared pool, grid lookup, shared fits);
+* ours: `benchmark.metrics.suite.evaluate` (one shared pool, grid lookup, shared fits, sklearn's
+  GradientBoostingClassifier through the bit-exact port `benchmark.metrics.gbt`), once per value
+  of ``--n-jobs`` (1 = like for like with dlib's serial code; more = our fits across processes);
 * dlib: disentanglement_lib 1.5's own metric functions through the reference runner's `run_dlib`
   (tests/fixtures/metrics/dlib_reference.py, no TensorFlow), run in this process with the dlib
   venv's site-packages appended to ``sys.path`` (same numpy / scikit-learn as ours: checked), on a
@@ -16,8 +18,11 @@ dataset and the same encoder:
 
 Parameters are the study's; ``--scale s`` multiplies every sample size (num_train, num_eval,
 num_test, num_variance_estimate, downstream sizes ≥ 10) by s for a quick run. Prints, per metric,
-wall and CPU seconds of each side and their ratio, the headline values, and where the time goes
-(rendering, encoding, everything else = scikit-learn fits and metric maths).
+wall seconds of each side and their ratio, the headline values (the two sides draw different
+samples, so these agree within sampling noise; equality on fixed arrays is what
+tests/test_metrics_golden.py and tests/test_metrics_gbt.py check), and where the time goes
+(rendering, encoding, everything else = scikit-learn fits and metric maths). The torch encoder
+runs on one thread on both sides.
 """
 
 from __future__ import annotations

@@ -149,6 +149,27 @@ def _insertion_sort(values, idx, n):
 
 
 @_njit
+def _partition3(v, ix, n):
+    """introsort_3way's step: median-of-3 pivot, then [< pivot][== pivot][> pivot] by swaps.
+    Returns (pivot, end of the < part, start of the > part)."""
+    pivot = _median3(v, n)
+    i = 0
+    lo = 0
+    r = n
+    while i < r:
+        if v[i] < pivot:
+            _swap(v, ix, i, lo)
+            i += 1
+            lo += 1
+        elif v[i] > pivot:
+            r -= 1
+            _swap(v, ix, i, r)
+        else:
+            i += 1
+    return pivot, lo, r
+
+
+@_njit
 def _introsort3(values, idx, maxd):
     """sklearn's introsort_3way; its recursion on the left part becomes a stack (the parts are
     disjoint, so the order they are sorted in changes nothing)."""
@@ -169,22 +190,7 @@ def _introsort3(values, idx, maxd):
                 done = True
                 break
             maxd -= 1
-            v = values[off:off + n]
-            ix = idx[off:off + n]
-            pivot = _median3(v, n)
-            i = 0
-            lo = 0
-            r = n
-            while i < r:
-                if v[i] < pivot:
-                    _swap(v, ix, i, lo)
-                    i += 1
-                    lo += 1
-                elif v[i] > pivot:
-                    r -= 1
-                    _swap(v, ix, i, r)
-                else:
-                    i += 1
+            pivot, lo, r = _partition3(values[off:off + n], idx[off:off + n], n)
             top += 1
             todo[top, 0] = off
             todo[top, 1] = lo
@@ -346,22 +352,7 @@ def _introsort3_partial(values, idx, maxd, hard, n_hard):
                 _heapsort(values[off:off + n], idx[off:off + n], n)
                 break
             maxd -= 1
-            v = values[off:off + n]
-            ix = idx[off:off + n]
-            pivot = _median3(v, n)
-            i = 0
-            left = 0
-            r = n
-            while i < r:
-                if v[i] < pivot:
-                    _swap(v, ix, i, left)
-                    i += 1
-                    left += 1
-                elif v[i] > pivot:
-                    r -= 1
-                    _swap(v, ix, i, r)
-                else:
-                    i += 1
+            pivot, left, r = _partition3(values[off:off + n], idx[off:off + n], n)
             top += 1
             todo_i[top, 0] = off
             todo_i[top, 1] = left
@@ -612,7 +603,7 @@ def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, root,
                         p += 1
                     if p >= end:
                         continue
-                    # criterion.update(p), inlined (a call per candidate costs more than the sum)
+                    # `_update`, written out: numba's call (even inline='always') costs 2x here
                     if (p - pos) <= (end - p):
                         for q in range(pos, p):
                             sum_left += y[order[q]]

@@ -24,6 +24,10 @@ SCORES: dict[str, str] = {
     "mmig.mmig": "MMIG",
     "mmig.MMIG": "MMIG",
     "mmig.discrete_mmig": "MMIG",
+    # the opt-in exact-data estimators (Chen et al. 2018), rows of representation "posterior"
+    "mig_exact.mig_exact": "MIG (exact)",
+    "aam_exact.aam_exact": "AAM (exact)",
+    "mmig_exact.mmig_exact": "MMIG (exact)",
 }
 # Metrics whose keys are not disentanglement scores (they get their own figures).
 NON_SCORE_METRICS = frozenset({"train", "downstream_lr", "downstream_gbt", "unsupervised"})

@@ -280,9 +280,10 @@ def test_represent_gaussian_of_a_vae_and_of_pca():
                          device="cpu")
     vae = train("beta_vae", None, data, seed=0, config=config)
     obs = data.sample_observations(5, np.random.default_rng(0))
-    mean, logvar = vae.represent_gaussian(batch_size=2)(obs)
+    mean, logvar = vae.represent_gaussian(batch_size=4)(obs)
     assert vae.has_posterior and mean.shape == logvar.shape == (5, 3)
-    np.testing.assert_allclose(mean, vae.represent("mean")(obs), rtol=1e-6)
+    # Same batches on both sides: the conv kernels' rounding may depend on the batch size.
+    np.testing.assert_allclose(mean, vae.represent("mean", batch_size=4)(obs), rtol=1e-6, atol=1e-7)
     pca = train("pca", None, data, seed=0, config=config)
     assert not pca.has_posterior
     with pytest.raises(UserError, match="deterministic encoder"):

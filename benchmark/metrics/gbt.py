@@ -469,7 +469,7 @@ def _update(y, samples, start, end, pos, new_pos, sum_total, w_node, sum_left, w
 
 @_njit
 def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, root, cache, root_cached,
-              seed, w_total, sorted_all, samples, xf, goes_left, features,
+              seed, w_total, sorted_all, samples, goes_left, features,
               constant_features, buf, sim_v, sim_i, hard, is_hard, stack, node_feature, node_threshold, node_left, node_right,
               node_w, node_impurity, node_start, node_end):
     """One DecisionTreeRegressor(max_depth=3).fit(X, y) as sklearn 1.9 grows it; returns node count.
@@ -722,7 +722,7 @@ def _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, root,
 @_njit
 def _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged_stack, root, cache,
                xt_test, neg_g, indicators, raw, raw_test, seeds, n_classes,
-               importance, sorted_all, samples, xf, goes_left, features, constant_features, buf,
+               importance, sorted_all, samples, goes_left, features, constant_features, buf,
                sim_v, sim_i, hard, is_hard, stack, node_feature, node_threshold, node_left, node_right, node_w, node_impurity,
                node_start, node_end, leaf_idx, tmp, tree_imp):
     """One boosting stage: a tree per column of ``neg_g``, leaf line search, raw score updates.
@@ -764,7 +764,7 @@ def _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged
                 if blocks[b, 3] == 0:
                     root_cached = False
         count = _fit_tree(xt, sorted_init, y, twin, flag, flagged_root, flagged_stack, root, cache,
-                          root_cached, seeds[k], np.float64(n), sorted_all, samples, xf,
+                          root_cached, seeds[k], np.float64(n), sorted_all, samples,
                           goes_left, features, constant_features, buf, sim_v, sim_i, hard, is_hard,
                           stack, node_feature,
                           node_threshold, node_left, node_right, node_w, node_impurity,
@@ -830,7 +830,8 @@ def _fit_stage(xt, sorted_init, rows, blocks, y_enc, flag, flagged_root, flagged
 
 def _workspace(d: int, n: int) -> tuple:
     nodes = 2 ** (MAX_DEPTH + 1)
-    return (np.empty((d, n), np.int64), np.empty(n, np.int64), np.empty(n, np.float32),
+    # In `_fit_stage`'s argument order, from sorted_all to tree_imp.
+    return (np.empty((d, n), np.int64), np.empty(n, np.int64),
             np.zeros(n, np.bool_), np.empty(d, np.int64), np.empty(d, np.int64),
             np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.int64),
             np.empty(n, np.float32), np.zeros(n, np.bool_), np.empty((2 * MAX_DEPTH + 4, 6), np.int64),

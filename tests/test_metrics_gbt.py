@@ -98,18 +98,21 @@ def test_numpy_summation_and_sklearn_sort_are_reproduced():
         values = np.round(r.randn(n) * 2).astype(np.float32)  # ties: order depends on the algorithm
         idx = r.permutation(n).astype(np.intp)
         ours_v, ours_i = values.copy(), idx.astype(np.int64)
-        gbt._introsort3(ours_v, ours_i, 2 * int(np.log2(n)))
+        every = np.unique(values)  # every value followed: the whole introsort
+        gbt._introsort3_partial(ours_v, ours_i, 2 * int(np.log2(n)), every, len(every))
         _py_simultaneous_sort(values, idx, n, use_three_way_partition=True)
         assert np.array_equal(ours_i, idx) and np.array_equal(ours_v, values)
 
 
 def test_partial_introsort_orders_ties_like_introsort():
+    from sklearn.utils._sorting import _py_simultaneous_sort
+
     r = np.random.RandomState(1)
     for n in [20, 200, 3000]:
         values = np.round(r.randn(n) * 3).astype(np.float32)
         idx = r.permutation(n).astype(np.int64)
-        full_v, full_i = values.copy(), idx.copy()
-        gbt._introsort3(full_v, full_i, 2 * int(np.log2(n)))
+        full_v, full_i = values.copy(), idx.astype(np.intp)
+        _py_simultaneous_sort(full_v, full_i, n, use_three_way_partition=True)
         hard = np.unique(values)[::3].astype(np.float32)
         part_v, part_i = values.copy(), idx.copy()
         gbt._introsort3_partial(part_v, part_i, 2 * int(np.log2(n)), hard, len(hard))

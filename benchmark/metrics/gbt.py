@@ -169,38 +169,6 @@ def _partition3(v, ix, n):
     return pivot, lo, r
 
 
-@_njit
-def _introsort3(values, idx, maxd):
-    """sklearn's introsort_3way; its recursion on the left part becomes a stack (the parts are
-    disjoint, so the order they are sorted in changes nothing)."""
-    todo = np.empty((64, 3), np.int64)  # (offset, length, depth budget); depth <= 2 log2(n)
-    todo[0, 0] = 0
-    todo[0, 1] = values.shape[0]
-    todo[0, 2] = maxd
-    top = 0
-    while top >= 0:
-        off = todo[top, 0]
-        n = todo[top, 1]
-        maxd = todo[top, 2]
-        top -= 1
-        done = False
-        while n > 15:
-            if maxd <= 0:
-                _heapsort(values[off:off + n], idx[off:off + n], n)
-                done = True
-                break
-            maxd -= 1
-            pivot, lo, r = _partition3(values[off:off + n], idx[off:off + n], n)
-            top += 1
-            todo[top, 0] = off
-            todo[top, 1] = lo
-            todo[top, 2] = maxd
-            off += r
-            n -= r
-        if not done:
-            _insertion_sort(values[off:off + n], idx[off:off + n], n)
-
-
 # --- numpy's pairwise summation (np.add.reduce of a contiguous float64 vector) ----------------
 
 @_njit
@@ -319,10 +287,12 @@ def _has_hard(hard, n_hard, lo, has_lo, hi, has_hi):
 
 @_njit
 def _introsort3_partial(values, idx, maxd, hard, n_hard):
-    """`_introsort3`, skipping every segment that holds no value of ``hard``: those segments'
-    final order is the unique sorted order anyway, and sorting one never moves another. The
-    segments that are followed get exactly introsort's treatment, so the tied samples of a hard
-    value end in the order sklearn leaves them in. Cost ~O(n log(#hard)) instead of O(n log n)."""
+    """sklearn's introsort_3way (`sklearn.utils._sorting`), skipping every segment that holds no
+    value of ``hard``: those segments' final order is the unique sorted order anyway, and sorting
+    one never moves another. The segments that are followed get exactly introsort's treatment
+    (its recursion on the left part becomes a stack: the parts are disjoint), so the tied samples
+    of a hard value end in the order sklearn leaves them in; with every value hard this is the
+    whole introsort. Cost ~O(n log(#hard)) instead of O(n log n)."""
     todo_i = np.empty((64, 5), np.int64)  # offset, length, depth budget, has_lo, has_hi
     todo_v = np.empty((64, 2), np.float32)  # lo, hi (exclusive value bounds of the segment)
     todo_i[0, 0] = 0

@@ -122,7 +122,7 @@ def encode_grid_posterior(data, gaussian: GaussianEncoder, batch_size: int = 256
     log-variance raises `PosteriorUnavailable` too. Only the parameters are kept: memory O(N × D).
     """
     sizes = tuple(int(s) for s in data.factor_sizes)
-    n = prod(sizes)
+    n = grid_size(data)
     name = getattr(data, "name", "?")
     if max_rows is not None and n > max_rows:
         raise PosteriorUnavailable(f"dataset {name}: factor grid of {n} elements exceeds {max_rows}; "

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.schema import provenance_json
 from benchmark.spec import Job, canonical_json
 from benchmark.store import ResultsStore, format_exception, now_utc, versions
 
@@ -110,6 +111,7 @@ def _train_and_evaluate(
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
+    common["provenance"] = provenance_json("benchmark")
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

@@ -20,13 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark.errors import UserError
+from benchmark.schema import COLUMN_NAMES
 
-# Columns of the results store; a hyperparameter may not shadow one of them.
-RESERVED_NAMES = frozenset(
-    """study job_id model_id dataset dataset_source model model_params seed representation metric key
-    value train_steps train_seconds eval_seconds job_seconds device benchmark_version torch_version
-    sklearn_version numpy_version python_version job_config finished_at""".split()
-)
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Scalar = bool | int | float | str
 
@@ -307,7 +302,7 @@ def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
         grids = [v if isinstance(v, list) else [v] for v in raw_params.values()]
         for combo in itertools.product(*grids):
             params = validate_params(method, dict(zip(names, combo, strict=True)))
-            clash = RESERVED_NAMES.intersection(params)
+            clash = COLUMN_NAMES.intersection(params)  # one column per hyperparameter: no shadowing
             if clash:
                 raise UserError(f"hyperparameter {sorted(clash)[0]!r} of {method} names a results column")
             settings.append((method, params))

@@ -10,6 +10,8 @@ import yaml
 from conftest import ROOT, tiny_spec
 
 from benchmark.errors import UserError
+from benchmark.models import METHODS, MethodSpec, Param
+from benchmark.schema import COLUMN_NAMES
 from benchmark.spec import expand, load_spec, select, stable_hash
 
 FULL = ROOT / "study_specs" / "unsupervised.yaml"
@@ -136,6 +138,17 @@ def test_bad_spec_is_one_clear_line(tmp_path, name):
     content, expected = BAD_SPECS[name]
     path = _write_bad(tmp_path, name, content)
     with pytest.raises(UserError, match=expected) as info:
+        expand(load_spec(path))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("column", sorted(COLUMN_NAMES))
+def test_a_hyperparameter_may_not_name_a_results_column(write_spec, monkeypatch, column):
+    # No shipped method has one: a method that does (each numeric one becomes a float column).
+    monkeypatch.setitem(METHODS, "clash", MethodSpec("clash", lambda ctx, p: None,
+                                                     {column: Param(1.0, float)}))
+    path = write_spec(tiny_spec(methods={"clash": {column: 2.0}}))
+    with pytest.raises(UserError, match=f"hyperparameter '{column}' of clash names a results column") as info:
         expand(load_spec(path))
     assert "\n" not in str(info.value)
 

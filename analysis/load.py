@@ -20,18 +20,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
+from benchmark.schema import COLUMNS, JOB_COLUMNS
 
-# Columns of the results-row contract (COMMON.md, contract 4); any other column is a hyperparameter.
-CONTRACT_COLUMNS: tuple[str, ...] = (
-    "study", "job_id", "model_id", "dataset", "dataset_source", "model", "model_params", "seed",
-    "representation", "metric", "key", "value", "train_steps", "train_seconds", "eval_seconds",
-    "job_seconds", "device", "benchmark_version", "torch_version", "sklearn_version",
-    "numpy_version", "python_version", "job_config", "finished_at", "dataset_provenance",
-)
-# Columns that identify a job and its configuration (repeated on every row of the job).
-JOB_COLUMNS: tuple[str, ...] = (
-    "study", "job_id", "model_id", "dataset", "dataset_source", "model", "model_params", "seed",
-)
+# The results-row contract's columns (benchmark/schema.py); any other column is a hyperparameter.
+CONTRACT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 TRAIN_METRIC = "train"
 
 
@@ -47,11 +39,6 @@ def study_dirs(results_dir: str | Path) -> list[Path]:
     if not found:
         raise UserError(f"no study under {root}: expected {root}/rows/ or {root}/<study>/rows/")
     return found
-
-
-def row_files(results_dir: str | Path) -> list[Path]:
-    """Every ``rows/*.parquet`` of the study (or studies) under ``results_dir``, sorted."""
-    return [f for d in study_dirs(results_dir) for f in sorted((d / "rows").glob("*.parquet"))]
 
 
 CACHE_FILE = Path(".cache") / "rows.parquet"  # under the study directory

@@ -104,11 +104,12 @@ def model_and_data(train_steps: int):
     import torch
 
     from benchmark.data import get_dataset
-    from benchmark.training import TrainConfig, train
+    from benchmark.settings import TrainingSettings
+    from benchmark.training import train
 
     torch.set_num_threads(1)
     data = get_dataset("dsprites_full")
-    model = train("beta_vae", {}, data, seed=0, config=TrainConfig(steps=train_steps, eval_batches=1))
+    model = train("beta_vae", {}, data, seed=0, config=TrainingSettings(steps=train_steps, eval_batches=1))
     return data, model.represent("mean")
 
 

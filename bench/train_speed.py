@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.training import TrainConfig, configure_allocator, resolve_device, train
+from benchmark.settings import TrainingSettings
+from benchmark.training import configure_allocator, resolve_device, train
 
 BATCH = 64
 METHODS = ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae",
@@ -81,8 +82,8 @@ def harness(method: str, device: torch.device, warmup: int, steps: int) -> tuple
     iteration)."""
     marks: list[tuple[int, tuple[float, float]]] = []
     step_per_iter = 2 if method == "factor_vae" else 1
-    cfg = TrainConfig(steps=(warmup + steps) * step_per_iter, batch_size=BATCH,
-                      log_every=warmup, checkpoint_every=10**9, device=str(device), eval_batches=0)
+    cfg = TrainingSettings(steps=(warmup + steps) * step_per_iter, batch_size=BATCH,
+                           log_every=warmup, checkpoint_every=10**9, device=str(device), eval_batches=0)
     train(method, {}, Pool(), seed=0, config=cfg,
           progress=lambda step, total, m: marks.append((step, _clock())))
     (s0, t0), (s1, t1) = marks[0], marks[-1]

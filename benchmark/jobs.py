@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.schema import provenance_json
+from benchmark.settings import TrainingSettings
 from benchmark.spec import Job, canonical_json
 from benchmark.store import ResultsStore, format_exception, now_utc, versions
 
@@ -59,11 +61,11 @@ def _train_and_evaluate(
     from benchmark.data import get_dataset
     from benchmark.metrics import get_metric
     from benchmark.metrics.suite import evaluate
-    from benchmark.training import TrainConfig, train
+    from benchmark.training import train
 
     say = progress or (lambda msg: None)
     data = get_dataset(job.dataset, job.dataset_source, job.data_dir)
-    config = TrainConfig(**job.training)
+    config = TrainingSettings(**job.training)
 
     t0 = time.perf_counter()
 
@@ -110,6 +112,7 @@ def _train_and_evaluate(
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
+    common["provenance"] = provenance_json("benchmark")
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

@@ -14,19 +14,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark.errors import UserError
+from benchmark.schema import COLUMN_NAMES
+from benchmark.settings import NOT_IN_MODEL_ID, TrainingSettings, validation_message
 
-# Columns of the results store; a hyperparameter may not shadow one of them.
-RESERVED_NAMES = frozenset(
-    """study job_id model_id dataset dataset_source model model_params seed representation metric key
-    value train_steps train_seconds eval_seconds job_seconds device benchmark_version torch_version
-    sklearn_version numpy_version python_version job_config finished_at""".split()
-)
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Scalar = bool | int | float | str
 
@@ -43,25 +39,6 @@ class DatasetEntry(_Strict):
 class SeedRange(_Strict):
     start: int = Field(0, ge=0)
     count: int = Field(gt=0)
-
-
-class TrainingSettings(_Strict):
-    """The study's training parameters (disentanglement_lib unsupervised_study_v1, shared.gin)."""
-
-    steps: int = Field(300_000, gt=0)
-    batch_size: int = Field(64, gt=0)
-    learning_rate: float = Field(1e-4, gt=0)
-    num_latent: int = Field(10, gt=0)
-    checkpoint_every: int = Field(1000, gt=0)
-    device: str = "auto"
-    architecture: Literal["auto", "conv", "fc"] = "auto"  # auto: conv for 64x64, fc otherwise
-    reconstruction_loss: Literal["bernoulli", "l2"] = "bernoulli"
-    eval_batches: int = Field(1000, ge=0)  # fresh batches the training summary averages (dlib: 1000)
-    fit_samples: int = Field(10_000, gt=0)  # observations the fitted baselines (PCA, ICA) see
-    log_every: int = Field(100, gt=0)
-
-    # Settings that cannot change a trained model's weights stay out of its id.
-    NOT_IN_ID: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "device", "log_every"})
 
 
 class EvaluationSettings(_Strict):
@@ -116,6 +93,13 @@ class StudySpec(_Strict):
                 f"study name {v!r} must be letters, digits, '_', '-' or '.', start with a letter or "
                 "digit and contain no '..' (it names a folder under the results directory)"
             )
+        return v
+
+    @field_validator("training")
+    @classmethod
+    def _trains(cls, v: TrainingSettings) -> TrainingSettings:
+        if v.steps < 1:  # 0 steps is for calls from Python (an untrained encoder), not for a study
+            raise ValueError(f"steps must be at least 1 in a study, got {v.steps}")
         return v
 
     @field_validator("datasets")
@@ -194,7 +178,7 @@ class Job:
         return job_config(self.model_config(), self.evaluation)
 
     def model_config(self) -> dict[str, Any]:
-        training = {k: v for k, v in self.training.items() if k not in TrainingSettings.NOT_IN_ID}
+        training = {k: v for k, v in self.training.items() if k not in NOT_IN_MODEL_ID}
         return {
             "dataset": self.dataset,
             "dataset_source": self.dataset_source,
@@ -264,10 +248,9 @@ def load_spec(path: str | Path) -> StudySpec:
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        raise UserError(f"spec {path}: {where}: {err['msg']}{more}") from None
+        raise UserError(f"spec {path}: {validation_message(exc)}") from None
+    except UserError as exc:  # from TrainingSettings, which reports its own errors
+        raise UserError(f"spec {path}: {exc}") from None
     _check_names(spec, path)
     return spec
 
@@ -307,7 +290,7 @@ def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
         grids = [v if isinstance(v, list) else [v] for v in raw_params.values()]
         for combo in itertools.product(*grids):
             params = validate_params(method, dict(zip(names, combo, strict=True)))
-            clash = RESERVED_NAMES.intersection(params)
+            clash = COLUMN_NAMES.intersection(params)  # one column per hyperparameter: no shadowing
             if clash:
                 raise UserError(f"hyperparameter {sorted(clash)[0]!r} of {method} names a results column")
             settings.append((method, params))

@@ -28,42 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
-
-BASE_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("study", pa.string()),
-    ("job_id", pa.string()),
-    ("model_id", pa.string()),
-    ("dataset", pa.string()),
-    ("dataset_source", pa.string()),
-    ("model", pa.string()),
-    ("model_params", pa.string()),
-]
-TAIL_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("seed", pa.int64()),
-    ("representation", pa.string()),
-    ("metric", pa.string()),
-    ("key", pa.string()),
-    ("value", pa.float64()),
-    ("train_steps", pa.int64()),
-    ("train_seconds", pa.float64()),
-    ("eval_seconds", pa.float64()),
-    ("job_seconds", pa.float64()),
-    ("device", pa.string()),
-    ("benchmark_version", pa.string()),
-    ("torch_version", pa.string()),
-    ("sklearn_version", pa.string()),
-    ("numpy_version", pa.string()),
-    ("python_version", pa.string()),
-    ("job_config", pa.string()),
-    ("dataset_provenance", pa.string()),
-    ("finished_at", pa.timestamp("us", tz="UTC")),
-]
-
-
-def rows_schema(param_columns: Iterable[str]) -> pa.Schema:
-    """Base columns, one float64 column per hyperparameter of the study, then the rest."""
-    params = [(name, pa.float64()) for name in param_columns]
-    return pa.schema(BASE_COLUMNS + params + TAIL_COLUMNS)
+from benchmark.schema import rows_schema
 
 
 def versions() -> dict[str, str]:

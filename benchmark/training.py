@@ -16,13 +16,11 @@ resumed on another device type continues with a noise stream derived from (seed,
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,64 +33,10 @@ from benchmark.models import METHODS, validate_params
 from benchmark.models.architectures import init_weights
 from benchmark.models.base import BuildContext, System
 from benchmark.models.losses import sample_gaussian
+from benchmark.settings import RESUME_KEYS, TrainingSettings
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
-# Fields that must match between a checkpoint and the run that resumes it.
-_RESUME_KEYS = ("num_latent", "batch_size", "learning_rate", "architecture", "reconstruction_loss",
-                "fit_samples")
-
-
-@dataclass
-class TrainConfig:
-    """Training settings; defaults are the study's (dlib `shared.gin`) where it has one.
-
-    architecture: "conv" (dlib conv encoder / deconv decoder, needs 64x64 inputs), "fc" (dlib's fully
-    connected variant, any size) or "auto" (conv for 64x64, fc otherwise).
-    eval_batches: batches of fresh data the post-training summary averages over (dlib: 1000).
-    fit_samples: observations the fitted baselines (PCA, ICA) are fitted on.
-    """
-
-    steps: int = 300_000
-    batch_size: int = 64
-    learning_rate: float = 1e-4
-    num_latent: int = 10
-    checkpoint_every: int = 1000
-    device: str = "auto"
-    architecture: str = "auto"
-    reconstruction_loss: str = "bernoulli"
-    eval_batches: int = 1000
-    log_every: int = 100
-    fit_samples: int = 10_000
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a spec's mapping; an unknown key is a UserError naming it."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown training setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        config = cls(**values)
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        for name in ("batch_size", "num_latent", "checkpoint_every", "log_every", "fit_samples"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise UserError(f"train config {name} must be a positive integer, "
-                                f"got {getattr(self, name)!r}")
-        for name in ("steps", "eval_batches"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise UserError(f"train config {name} must be a non-negative integer, "
-                                f"got {getattr(self, name)!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise UserError(f"train config learning_rate must be > 0, got {self.learning_rate!r}")
-        if self.architecture not in ("auto", "conv", "fc"):
-            raise UserError(f"train config architecture must be auto, conv or fc, "
-                            f"got {self.architecture!r}")
-        if self.reconstruction_loss not in ("bernoulli", "l2"):
-            raise UserError(f"train config reconstruction_loss must be bernoulli or l2, "
-                            f"got {self.reconstruction_loss!r}")
 
 
 class Diverged(Exception):
@@ -166,7 +110,7 @@ def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def build_system(method: str, params: Mapping[str, Any], observation_shape: tuple[int, int, int],
-                 config: TrainConfig, seed: int) -> System:
+                 config: TrainingSettings, seed: int) -> System:
     """The method's networks, initialised from the seed's "init" stream (global RNG untouched)."""
     ctx = BuildContext(
         observation_shape=tuple(int(s) for s in observation_shape),
@@ -189,7 +133,7 @@ def build_system(method: str, params: Mapping[str, Any], observation_shape: tupl
 class TrainedModel:
     """A trained (or fitted) model: its representation functions, decoder and training summary."""
 
-    def __init__(self, method: str, params: dict[str, Any], seed: int, config: TrainConfig,
+    def __init__(self, method: str, params: dict[str, Any], seed: int, config: TrainingSettings,
                  system: System, steps: int, summary: dict[str, float], train_seconds: float,
                  observation_shape: tuple[int, int, int], device: torch.device) -> None:
         self.method, self.params, self.seed, self.config = method, params, seed, config
@@ -305,7 +249,7 @@ def load_trained(checkpoint_dir: str | Path, device: str = "cpu") -> TrainedMode
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}")
     ck = _load_checkpoint(path)
-    config = TrainConfig(**ck["config"])
+    config = TrainingSettings(**ck["config"])
     dev = resolve_device(device)
     system = build_system(ck["method"], ck["params"], tuple(ck["observation_shape"]), config,
                           ck["seed"])
@@ -318,7 +262,7 @@ def load_trained(checkpoint_dir: str | Path, device: str = "cpu") -> TrainedMode
 
 # --------------------------------------------------------------------------- training
 
-def _summary(system: System, data: Any, config: TrainConfig, step: int, seeds: dict[str, int],
+def _summary(system: System, data: Any, config: TrainingSettings, step: int, seeds: dict[str, int],
              device: torch.device) -> dict[str, float]:
     """dlib's `train_results`: each quantity averaged over `eval_batches` fresh batches (stochastic
     forward pass, as TF's EVAL mode with tf.metrics.mean)."""
@@ -345,14 +289,13 @@ def _check_finite(window: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
 
 
 def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
-          config: TrainConfig | None = None, checkpoint_dir: str | Path | None = None,
+          config: TrainingSettings | None = None, checkpoint_dir: str | Path | None = None,
           progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainedModel:
     """Train (or fit) `method` on `data`; resume from `checkpoint_dir/last.pt` when present.
 
     Raises `Diverged(step, message)` when the loss becomes NaN/inf (no checkpoint is written past the
     last finite step), `UserError` on bad input or an incompatible checkpoint."""
-    config = config or TrainConfig()
-    config.validate()
+    config = config if config is not None else TrainingSettings()  # validated when built
     params = validate_params(method, params)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")
@@ -390,7 +333,7 @@ def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
     def state(summary_: dict | None) -> dict:
         return {
             "format": CHECKPOINT_FORMAT, "method": method, "params": params, "seed": seed,
-            "config": dataclasses.asdict(config), "observation_shape": list(obs_shape),
+            "config": config.model_dump(), "observation_shape": list(obs_shape),
             "step": step, "train_seconds": train_seconds,
             "model": {k: v.detach().cpu() for k, v in system.state_dict().items()},
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -435,14 +378,14 @@ def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
                         obs_shape, device)
 
 
-def _check_compatible(ck: dict, method: str, params: dict, seed: int, config: TrainConfig,
+def _check_compatible(ck: dict, method: str, params: dict, seed: int, config: TrainingSettings,
                       obs_shape: tuple, path: Path) -> None:
     if ck.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {path} has unknown format {ck.get('format')!r}")
     mine = {"method": method, "params": params, "seed": seed, "observation_shape": list(obs_shape)}
-    mine.update({k: getattr(config, k) for k in _RESUME_KEYS})
+    mine.update({k: getattr(config, k) for k in RESUME_KEYS})
     theirs = {k: ck[k] for k in ("method", "params", "seed", "observation_shape")}
-    theirs.update({k: ck["config"].get(k) for k in _RESUME_KEYS})
+    theirs.update({k: ck["config"].get(k) for k in RESUME_KEYS})
     for k, v in mine.items():
         if theirs[k] != v:
             raise UserError(f"checkpoint {path} was written with {k}={theirs[k]!r}, not {v!r}")

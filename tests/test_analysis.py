@@ -22,6 +22,7 @@ from analysis.heatmaps import rank_correlation
 from analysis.names import score_columns
 from analysis.synthetic import job_rows, write_synthetic_store
 from benchmark.errors import UserError
+from benchmark.schema import rows_schema
 
 PAPER_NAMES = ["BetaVAE Score", "FactorVAE Score", "MIG", "DCI Disentanglement", "Modularity",
                "SAP"]
@@ -292,6 +293,27 @@ def test_settings_and_hyperparameter_columns(tmp_path):
     labels = settings(w, ["beta"]).assign(model=w["model"]).drop_duplicates(["model", "setting"])
     assert sorted(zip(labels["model"], labels["setting"], strict=True)) == [
         ("beta_tc_vae", "β=1"), ("beta_vae", "β=1"), ("beta_vae", "β=4")]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_store_from_before_the_provenance_column_still_reads(tmp_path, cache):
+    # One file with today's columns minus `provenance` (written before it existed), one with it.
+    d = tmp_path / "s" / "rows"
+    d.mkdir(parents=True)
+    new = rows_schema(["beta"])
+    old = pa.schema([f for f in new if f.name != "provenance"])
+    for job_id, schema in [("old", old), ("new", new)]:
+        row = {"study": "s", "job_id": job_id, "model_id": job_id, "dataset": "identity",
+               "dataset_source": "procedural", "model": "beta_vae", "model_params": "{}",
+               "beta": 1.0, "seed": 0, "representation": "mean", "metric": "mig",
+               "key": "discrete_mig", "value": 0.5, "provenance": '{"source": "benchmark"}'}
+        row = {k: v for k, v in row.items() if k in schema.names}
+        pq.write_table(pa.Table.from_pylist([row], schema=schema), d / f"{job_id}.parquet")
+    df = load.load_results(tmp_path / "s", cache=cache).set_index("job_id")
+    assert pd.isna(df.loc["old", "provenance"])
+    assert df.loc["new", "provenance"] == '{"source": "benchmark"}'
+    assert load.hyperparameter_columns(df.reset_index()) == ["beta"]
+    assert list(load.wide(df.reset_index())["job_id"]) == ["new", "old"]
 
 
 def test_store_with_only_failures_writes_an_index(tmp_path):

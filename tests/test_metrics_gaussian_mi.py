@@ -273,11 +273,12 @@ def test_run_job_vae_gets_rows_and_pca_a_clean_skip(tmp_path, write_spec):
 
 def test_represent_gaussian_of_a_vae_and_of_pca():
     from benchmark.data.synthetic import IdentityData as Identity
-    from benchmark.training import TrainConfig, train
+    from benchmark.settings import TrainingSettings
+    from benchmark.training import train
 
     data = Identity((3, 4, 5))
-    config = TrainConfig(steps=2, batch_size=8, num_latent=3, eval_batches=0, fit_samples=100,
-                         device="cpu")
+    config = TrainingSettings(steps=2, batch_size=8, num_latent=3, eval_batches=0, fit_samples=100,
+                              device="cpu")
     vae = train("beta_vae", None, data, seed=0, config=config)
     obs = data.sample_observations(5, np.random.default_rng(0))
     mean, logvar = vae.represent_gaussian(batch_size=4)(obs)

@@ -7,7 +7,8 @@ import pytest
 from test_models_toydata import Squares
 
 from benchmark.models import METHODS
-from benchmark.training import TrainConfig, train
+from benchmark.settings import TrainingSettings
+from benchmark.training import train
 
 GRADIENT_METHODS = ["beta_vae", "vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii",
                     "beta_tc_vae", "denoising_ae", "sparse_ae"]
@@ -22,7 +23,7 @@ def curve(method, params=None, steps=40, key="loss", data=None, **cfg):
     seen = []
     cfg = {"batch_size": 16, "learning_rate": 1e-3, "eval_batches": 1, "log_every": 1, **cfg}
     model = train(method, params or {}, data or Squares(16, 4), seed=0,
-                  config=TrainConfig(steps=steps, **cfg),
+                  config=TrainingSettings(steps=steps, **cfg),
                   progress=lambda step, total, m: seen.append(m[key]))
     return model, np.array(seen)
 
@@ -69,14 +70,14 @@ class Counting(Squares):
 def test_factor_vae_step_counting_and_shuffle_options(params, iterations):
     d = Counting()
     model = train("factor_vae", params, d, seed=0,
-                  config=TrainConfig(steps=10, batch_size=8, eval_batches=0))
+                  config=TrainingSettings(steps=10, batch_size=8, eval_batches=0))
     assert model.steps == 10
     assert d.calls == iterations
 
 
 def test_pca_reconstructs_low_rank_data_and_is_deterministic():
     d = Squares(16, 2)  # 8 distinct images: rank <= 8 < 10 components
-    cfg = TrainConfig(fit_samples=300, eval_batches=2, batch_size=16)
+    cfg = TrainingSettings(fit_samples=300, eval_batches=2, batch_size=16)
     model = train("pca", {}, d, seed=0, config=cfg)
     assert model.steps == 0
     assert model.summary["reconstruction_mse"] < 1e-6
@@ -90,7 +91,7 @@ def test_pca_reconstructs_low_rank_data_and_is_deterministic():
 def test_fast_ica_codes_are_white():
     d = Squares(16, 4)
     model = train("fast_ica", {}, d, seed=0,
-                  config=TrainConfig(num_latent=4, fit_samples=2000, eval_batches=1))
+                  config=TrainingSettings(num_latent=4, fit_samples=2000, eval_batches=1))
     codes = model.represent("mean")(d.sample_observations(4000, 7))
     np.testing.assert_allclose(np.cov(codes.T), np.eye(4), atol=0.15)
 
@@ -98,10 +99,10 @@ def test_fast_ica_codes_are_white():
 def test_raw_pixels_and_untrained_encoder():
     d = Squares(16, 4)
     obs = d.sample_observations(5, 0)
-    raw = train("raw_pixels", {}, d, seed=0, config=TrainConfig(eval_batches=0))
+    raw = train("raw_pixels", {}, d, seed=0, config=TrainingSettings(eval_batches=0))
     assert raw.num_latent == 256
     np.testing.assert_array_equal(raw.represent("mean")(obs), obs.reshape(5, -1))
-    cfg = TrainConfig(steps=0, eval_batches=1, batch_size=8)
+    cfg = TrainingSettings(steps=0, eval_batches=1, batch_size=8)
     untrained = train("untrained_encoder", {}, d, seed=3, config=cfg)
     vae0 = train("beta_vae", {}, d, seed=3, config=cfg)
     assert untrained.steps == 0

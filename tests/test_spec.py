@@ -10,6 +10,9 @@ import yaml
 from conftest import ROOT, tiny_spec
 
 from benchmark.errors import UserError
+from benchmark.models import METHODS, MethodSpec, Param
+from benchmark.schema import COLUMN_NAMES
+from benchmark.settings import NOT_IN_MODEL_ID, RESUME_KEYS, TrainingSettings
 from benchmark.spec import expand, load_spec, select, stable_hash
 
 FULL = ROOT / "study_specs" / "unsupervised.yaml"
@@ -109,6 +112,7 @@ BAD_SPECS = {
     "unknown_hyperparameter": (tiny_spec(methods={"beta_vae": {"gamma": 3}}), "gamma"),
     "wrong_type": (tiny_spec(training={"steps": "many"}), "training.steps"),
     "negative_steps": (tiny_spec(training={"steps": -5}), "training.steps"),
+    "zero_steps": (tiny_spec(training={"steps": 0}), "steps must be at least 1"),
     "negative_seed": (tiny_spec(seeds=[0, -1]), "non-negative"),
     "empty_seeds": (tiny_spec(seeds=[]), "no seed"),
     "zero_seed_count": (tiny_spec(seeds={"start": 0, "count": 0}), "seeds"),
@@ -138,6 +142,27 @@ def test_bad_spec_is_one_clear_line(tmp_path, name):
     with pytest.raises(UserError, match=expected) as info:
         expand(load_spec(path))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("column", sorted(COLUMN_NAMES))
+def test_a_hyperparameter_may_not_name_a_results_column(write_spec, monkeypatch, column):
+    # No shipped method has one: a method that does (each numeric one becomes a float column).
+    monkeypatch.setitem(METHODS, "clash", MethodSpec("clash", lambda ctx, p: None,
+                                                     {column: Param(1.0, float)}))
+    path = write_spec(tiny_spec(methods={"clash": {column: 2.0}}))
+    with pytest.raises(UserError, match=f"hyperparameter '{column}' of clash names a results column") as info:
+        expand(load_spec(path))
+    assert "\n" not in str(info.value)
+
+
+def test_training_settings_marks():
+    # The model id leaves these out: changing the set changes every model id and job id.
+    assert NOT_IN_MODEL_ID == {"checkpoint_every", "device", "log_every"}
+    assert set(RESUME_KEYS) == {"num_latent", "batch_size", "learning_rate", "architecture",
+                                "reconstruction_loss", "fit_samples"}
+    assert set(TrainingSettings.model_fields) >= NOT_IN_MODEL_ID | set(RESUME_KEYS)
+    with pytest.raises(UserError, match=r"^training\.learning_rate: .*greater than 0$"):
+        TrainingSettings(learning_rate=0)
 
 
 def test_missing_file_and_directory(tmp_path):

@@ -2,9 +2,11 @@
 
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from benchmark.schema import BASE_COLUMNS, COLUMNS, TAIL_COLUMNS
 from benchmark.store import ResultsStore, atomic_write_bytes, rows_schema
 
 
@@ -21,6 +23,17 @@ def test_rows_round_trip_with_the_schema(tmp_path):
     assert table.schema == rows_schema(["beta", "gamma"])
     assert table.column("beta").to_pylist() == [4.0, None]
     assert table.column("value").to_pylist() == [1.0, 2.0]
+
+
+def test_the_store_writes_the_schema_modules_columns(tmp_path):
+    store = ResultsStore(tmp_path / "s")
+    store.write_rows("j1", [_row(beta=4.0, provenance='{"source": "benchmark"}')], ["beta"])
+    written = pq.read_schema(store.rows_path("j1"))
+    assert [(f.name, f.type) for f in written] == (
+        [(c.name, c.type) for c in BASE_COLUMNS] + [("beta", pa.float64())]
+        + [(c.name, c.type) for c in TAIL_COLUMNS])
+    assert store.read_rows().column("provenance").to_pylist() == ['{"source": "benchmark"}']
+    assert ResultsStore(tmp_path / "empty").read_rows().column_names == [c.name for c in COLUMNS]
 
 
 def test_a_crash_during_the_write_leaves_nothing_behind(tmp_path, monkeypatch):

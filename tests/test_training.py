@@ -8,9 +8,9 @@ import torch
 from test_models_toydata import Squares
 
 from benchmark.errors import UserError
+from benchmark.settings import TrainingSettings
 from benchmark.training import (
     Diverged,
-    TrainConfig,
     configure_allocator,
     load_trained,
     train,
@@ -31,7 +31,7 @@ def assert_bitwise_equal(a: dict, b: dict) -> None:
 
 def test_same_seed_same_weights_different_seed_different():
     d = Squares(16, 4)
-    cfg = TrainConfig(steps=5, **SMALL)
+    cfg = TrainingSettings(steps=5, **SMALL)
     a, b = train("beta_vae", {}, d, seed=3, config=cfg), train("beta_vae", {}, d, seed=3, config=cfg)
     c = train("beta_vae", {}, d, seed=4, config=cfg)
     assert_bitwise_equal(weights(a), weights(b))
@@ -43,7 +43,7 @@ def test_training_does_not_touch_global_rng():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    train("beta_vae", {}, Squares(16, 4), seed=0, config=TrainConfig(steps=2, **SMALL))
+    train("beta_vae", {}, Squares(16, 4), seed=0, config=TrainingSettings(steps=2, **SMALL))
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -51,11 +51,11 @@ def test_training_does_not_touch_global_rng():
 def test_resume_equals_uninterrupted(tmp_path, method):
     d = Squares(16, 4)
     n = 4
-    full = train(method, {}, d, seed=1, config=TrainConfig(steps=2 * n, checkpoint_every=n, **SMALL))
+    full = train(method, {}, d, seed=1, config=TrainingSettings(steps=2 * n, checkpoint_every=n, **SMALL))
     # stop at n (the run finishes and checkpoints), then resume the same job to 2n
-    train(method, {}, d, seed=1, config=TrainConfig(steps=n, checkpoint_every=n, **SMALL),
+    train(method, {}, d, seed=1, config=TrainingSettings(steps=n, checkpoint_every=n, **SMALL),
           checkpoint_dir=tmp_path)
-    resumed = train(method, {}, d, seed=1, config=TrainConfig(steps=2 * n, checkpoint_every=n, **SMALL),
+    resumed = train(method, {}, d, seed=1, config=TrainingSettings(steps=2 * n, checkpoint_every=n, **SMALL),
                     checkpoint_dir=tmp_path)
     assert resumed.steps == full.steps == 2 * n
     assert_bitwise_equal(weights(full), weights(resumed))
@@ -64,7 +64,7 @@ def test_resume_equals_uninterrupted(tmp_path, method):
 
 def test_killed_run_resumes_from_periodic_checkpoint(tmp_path):
     d = Squares(16, 4)
-    cfg = TrainConfig(steps=9, checkpoint_every=3, **{**SMALL, "log_every": 1})
+    cfg = TrainingSettings(steps=9, checkpoint_every=3, **{**SMALL, "log_every": 1})
     full = train("beta_tc_vae", {"beta": 4}, d, seed=2, config=cfg)
 
     def killer(step, total, metrics):
@@ -87,7 +87,7 @@ def test_killed_run_resumes_from_periodic_checkpoint(tmp_path):
 
 def test_checkpoint_of_other_job_is_refused(tmp_path):
     d = Squares(16, 4)
-    cfg = TrainConfig(steps=2, **SMALL)
+    cfg = TrainingSettings(steps=2, **SMALL)
     train("beta_vae", {"beta": 2}, d, seed=0, config=cfg, checkpoint_dir=tmp_path)
     with pytest.raises(UserError, match="beta"):
         train("beta_vae", {"beta": 4}, d, seed=0, config=cfg, checkpoint_dir=tmp_path)
@@ -109,7 +109,7 @@ class NaNAfter(Squares):
 
 
 def test_divergence_guard_reports_step_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = TrainConfig(steps=20, checkpoint_every=2, **SMALL)
+    cfg = TrainingSettings(steps=20, checkpoint_every=2, **SMALL)
     with pytest.raises(Diverged) as err:
         train("beta_vae", {}, NaNAfter(7), seed=0, config=cfg, checkpoint_dir=tmp_path)
     assert err.value.step == 7  # the 8th iteration (step index 7) saw the first NaN loss
@@ -122,7 +122,7 @@ def test_divergence_guard_reports_step_and_keeps_last_good_checkpoint(tmp_path):
 def test_trained_model_api(tmp_path):
     d = Squares(16, 4)
     model = train("beta_vae", {"beta": 2}, d, seed=0,
-                  config=TrainConfig(steps=3, num_latent=4, **SMALL), checkpoint_dir=tmp_path)
+                  config=TrainingSettings(steps=3, num_latent=4, **SMALL), checkpoint_dir=tmp_path)
     keys = {"reconstruction_loss", "kl_loss", "regularizer", "elbo", "loss"}
     assert keys | {f"kl_dim_{i}" for i in range(4)} == set(model.summary)
     s = model.summary
@@ -150,7 +150,7 @@ def test_trained_model_api(tmp_path):
 
 def test_conv_architecture_trains_on_64x64(tmp_path):
     d = Squares(64, 3)
-    model = train("beta_vae", {}, d, seed=0, config=TrainConfig(steps=2, **SMALL))
+    model = train("beta_vae", {}, d, seed=0, config=TrainingSettings(steps=2, **SMALL))
     assert type(model.system.encoder).__name__ == "ConvEncoder"
     assert model.represent("mean")(d.sample_observations(3, 0)).shape == (3, 10)
 
@@ -158,21 +158,21 @@ def test_conv_architecture_trains_on_64x64(tmp_path):
 def test_bad_config_and_params_raise_user_errors():
     d = Squares(16, 4)
     with pytest.raises(UserError, match="batch_size"):
-        train("beta_vae", {}, d, seed=0, config=TrainConfig(batch_size=0))
+        train("beta_vae", {}, d, seed=0, config=TrainingSettings(batch_size=0))
     with pytest.raises(UserError, match="conv"):
-        train("beta_vae", {}, d, seed=0, config=TrainConfig(steps=1, architecture="conv"))
+        train("beta_vae", {}, d, seed=0, config=TrainingSettings(steps=1, architecture="conv"))
     with pytest.raises(UserError, match="gamma"):
-        train("beta_vae", {"gamma": 1}, d, seed=0, config=TrainConfig(steps=1))
+        train("beta_vae", {"gamma": 1}, d, seed=0, config=TrainingSettings(steps=1))
     with pytest.raises(UserError, match="seed"):
-        train("beta_vae", {}, d, seed=-1, config=TrainConfig(steps=1))
+        train("beta_vae", {}, d, seed=-1, config=TrainingSettings(steps=1))
 
 
 def test_train_config_from_dict():
-    assert TrainConfig.from_dict({"steps": 5}).steps == 5
+    assert TrainingSettings.from_dict({"steps": 5}).steps == 5
     with pytest.raises(UserError, match="'stepz'"):
-        TrainConfig.from_dict({"stepz": 5})
+        TrainingSettings.from_dict({"stepz": 5})
     with pytest.raises(UserError, match="architecture"):
-        TrainConfig.from_dict({"architecture": "mlp"})
+        TrainingSettings.from_dict({"architecture": "mlp"})
 
 
 def test_configure_allocator_sets_env(monkeypatch):

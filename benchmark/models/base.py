@@ -15,7 +15,7 @@ Draw = Callable[[], torch.Tensor]
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a method needs to build its networks (resolved from the dataset and the TrainConfig)."""
+    """What a method needs to build its networks (resolved from the dataset and the TrainingSettings)."""
 
     observation_shape: tuple[int, int, int]
     num_latent: int

@@ -1,0 +1,85 @@
+"""Training settings: one type for a study spec's `training:` and for `benchmark.training.train`.
+
+Defaults are the study's (disentanglement_lib unsupervised_study_v1, `shared.gin`) where it has one.
+What a setting means for a trained model sits next to it, as an `Annotated` mark:
+
+- `NOT_IN_ID`: cannot change the trained weights, so it stays out of the model id (and job id);
+- `MATCH_ON_RESUME`: a checkpoint written with another value cannot be resumed.
+
+Torch-free: `benchmark run --dry-run` loads specs of thousands of jobs without importing torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from benchmark.errors import UserError
+
+
+@dataclass(frozen=True)
+class _Mark:
+    meaning: str
+
+
+NOT_IN_ID = _Mark("cannot change the weights: not in the model id")
+MATCH_ON_RESUME = _Mark("must match between a checkpoint and the run that resumes it")
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> str:
+    """pydantic's first error as one line: `where: what (and N more problems)`."""
+    errors = exc.errors()
+    loc = [str(p) for p in ([prefix] if prefix else []) + list(errors[0]["loc"])]
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{'.'.join(loc) or '(top level)'}: {errors[0]['msg']}{more}"
+
+
+class TrainingSettings(BaseModel):
+    """How a model is trained. Bad values raise a one-line `UserError` naming the setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # 0 trains nothing: the initial weights (fitted baselines ignore steps); a study asks for >= 1.
+    steps: Annotated[int, Field(ge=0)] = 300_000
+    batch_size: Annotated[int, Field(gt=0), MATCH_ON_RESUME] = 64
+    learning_rate: Annotated[float, Field(gt=0), MATCH_ON_RESUME] = 1e-4
+    num_latent: Annotated[int, Field(gt=0), MATCH_ON_RESUME] = 10
+    checkpoint_every: Annotated[int, Field(gt=0), NOT_IN_ID] = 1000
+    device: Annotated[str, NOT_IN_ID] = "auto"
+    # conv: dlib's conv encoder / deconv decoder (64x64 inputs); fc: its fully connected variant
+    # (any size); auto: conv for 64x64, fc otherwise.
+    architecture: Annotated[Literal["auto", "conv", "fc"], MATCH_ON_RESUME] = "auto"
+    reconstruction_loss: Annotated[Literal["bernoulli", "l2"], MATCH_ON_RESUME] = "bernoulli"
+    # Fresh batches the post-training summary averages over (dlib: 1000).
+    eval_batches: Annotated[int, Field(ge=0)] = 1000
+    # Observations the fitted baselines (PCA, ICA) see.
+    fit_samples: Annotated[int, Field(gt=0), MATCH_ON_RESUME] = 10_000
+    log_every: Annotated[int, Field(gt=0), NOT_IN_ID] = 100
+
+    def __init__(self, **values: Any) -> None:
+        # pydantic calls this for the settings nested in a spec too: load_spec adds the file name.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise UserError(validation_message(exc, "training")) from None
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainingSettings:
+        """From a user's mapping; an unknown key is a UserError listing the known ones."""
+        unknown = sorted(set(values) - set(cls.model_fields))
+        if unknown:
+            raise UserError(f"unknown training setting {unknown[0]!r} "
+                            f"(known: {', '.join(sorted(cls.model_fields))})")
+        return cls(**values)
+
+
+def fields_marked(mark: _Mark) -> tuple[str, ...]:
+    """The settings carrying `mark`, in declaration order."""
+    return tuple(name for name, f in TrainingSettings.model_fields.items() if mark in f.metadata)
+
+
+NOT_IN_MODEL_ID: frozenset[str] = frozenset(fields_marked(NOT_IN_ID))
+RESUME_KEYS: tuple[str, ...] = fields_marked(MATCH_ON_RESUME)

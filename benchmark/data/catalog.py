@@ -9,6 +9,7 @@ import numpy as np
 
 from benchmark.data import files
 from benchmark.data.registry import ENTRIES, SOURCES, get_dataset, resolve_data_dir
+from benchmark.data.sources import dataset_status
 from benchmark.errors import UserError
 
 # factor names/sizes and shapes of the file-only datasets, known without opening their files
@@ -23,7 +24,8 @@ _FILE_ONLY = {
 
 def describe_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One dict per dataset: name, description, factor_names, factor_sizes, observation_shape,
-    sources (available), files_present (bool), expected_files (relative to the data directory).
+    sources (available), files_present (bool), files_status ("present", "missing", "corrupt"; None
+    without a file source), expected_files (relative to the data directory).
 
     MPI3D sizes are those of the released files (the loader infers them from the file).
     """
@@ -46,6 +48,7 @@ def describe_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]
             "observation_shape": list(shape),
             "sources": sources,
             "files_present": files.files_present(name, root) if "file" in sources else False,
+            "files_status": dataset_status(name, root) if "file" in sources else None,
             "expected_files": files.expected_files(name),
         })
     return rows

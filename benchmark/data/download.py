@@ -172,9 +172,10 @@ def _content_range_start(value: str | None) -> int | None:
 def fetch(url: str, part: Path, size: int | None, label: str, show_progress: bool) -> None:
     """Download ``url`` into ``part``, resuming from its current length with a Range request.
 
-    A 200 answer to a range (no Range support) or a range that does not start where asked restarts
-    from byte 0. Raises ``ConnectionLost`` when the body ends early (``part`` keeps what arrived),
-    ``DownloadError`` for an HTTP error or an unreachable host.
+    A 200 answer to a range (no Range support) restarts from byte 0; a range that does not start
+    where asked deletes ``part`` (the next attempt starts over). Raises ``ConnectionLost`` when the
+    body ends early (``part`` keeps what arrived), ``DownloadError`` for an HTTP error or an
+    unreachable host.
     """
     have = part.stat().st_size if part.is_file() else 0
     if size is not None and have > size:  # longer than the published file: cannot be resumed
@@ -210,17 +211,17 @@ def fetch(url: str, part: Path, size: int | None, label: str, show_progress: boo
         with open(part, "ab" if have else "wb") as out, tqdm(
                 total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=label, disable=not show_progress, file=sys.stderr, leave=False) as bar:
-            try:
-                while True:
+            while True:
+                try:
                     chunk = resp.read(CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise ConnectionLost(f"{label}: connection lost after {have + got} bytes ({exc}); "
-                                     "run again to resume") from None
+                except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+                    raise ConnectionLost(f"{label}: connection lost after {have + got} bytes ({exc}); "
+                                         "run again to resume") from None
+                if not chunk:
+                    break
+                out.write(chunk)  # a full disk is an OSError for the caller, not a lost connection
+                got += len(chunk)
+                bar.update(len(chunk))
     if expected is not None and got < expected:
         raise ConnectionLost(f"{label}: connection closed after {have + got} of {have + expected} bytes; "
                              "run again to resume")

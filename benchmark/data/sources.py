@@ -10,7 +10,7 @@ location where it moved); ``mirror_path`` is the layout a ``--url-base`` mirror 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from benchmark.data.registry import ENTRIES, canonical_name
 from benchmark.errors import UserError
 
 
-def npz_array(key: str, shape: tuple[int, ...], dtype: str):
+def npz_array(key: str, shape: tuple[int, ...], dtype: str) -> Callable[[Path], None]:
     """A content check: the npz holds ``key`` with this shape and dtype (its header only is read)."""
 
     def check(path: Path) -> None:
@@ -33,7 +33,7 @@ def npz_array(key: str, shape: tuple[int, ...], dtype: str):
     return check
 
 
-def image_at_least(width: int, height: int):
+def image_at_least(width: int, height: int) -> Callable[[Path], None]:
     """A content check: a readable image of at least ``width`` x ``height`` pixels."""
 
     def check(path: Path) -> None:

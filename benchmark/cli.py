@@ -278,6 +278,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         from benchmark.spec import load_spec
 
         names += [d.name for d in load_spec(args.for_spec).canonical_datasets() if d.source == "file"]
+        if not names:
+            print(f"{args.for_spec} reads no dataset from files: nothing to download", file=sys.stderr)
+            return 0
     if not names:
         raise UserError("name the datasets to download (or 'all'), or pass --for-spec SPEC")
     if args.retries < 0:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import get_dataset
-from benchmark.data.files import files_present
+from benchmark.data import descriptor, get_dataset
 
 
 def rss_mb() -> float:
@@ -75,7 +74,7 @@ def main() -> None:
 
     tmp = None
     data_dir = Path(args.data_dir) if args.data_dir else None
-    if data_dir is None or not files_present("dsprites_full", data_dir):
+    if data_dir is None or not descriptor("dsprites_full").files_present(data_dir):
         tmp = tempfile.TemporaryDirectory()
         data_dir = Path(tmp.name)
         print(f"\nno real files: writing a full-size dSprites npz in the real format to {data_dir} ...")
@@ -83,7 +82,7 @@ def main() -> None:
     print(f"\ncached real files in {data_dir}")
     print(f"{'dataset':18} {'convert s':>9} {'open ms':>8} {'RSS after open MB':>17} {'images/s':>9}")
     for name in ("dsprites_full", "shapes3d", "mpi3d_toy", "mpi3d_realistic", "mpi3d_real", "smallnorb", "cars3d"):
-        if not files_present(name, data_dir):
+        if not descriptor(name).files_present(data_dir):
             continue
         t0 = time.perf_counter()
         get_dataset(name, source="file", data_dir=data_dir)  # converts on first use

@@ -131,7 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         failed = set(store.failures())
         jobs = [j for j in jobs if j.job_id not in failed]
     done = store.done_ids()
-    _check_datasets([j for j in jobs if j.job_id not in done], args.data_dir, args.spec)
+    try:
+        _check_datasets([j for j in jobs if j.job_id not in done], args.data_dir)
+    except FilesToFetch as exc:
+        from benchmark.data.sources import download_command
+
+        fetch = download_command(["--for-spec", args.spec], exc.where)
+        raise UserError(f"{exc}; download it with: {fetch}") from None
     executor = _executor(args)
     store.root.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(store.root / "spec.yaml", Path(args.spec).read_bytes())
@@ -148,25 +154,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _check_datasets(jobs, data_dir: str | None, spec_path: str) -> None:
+class FilesToFetch(UserError):
+    """A dataset's files are missing or damaged and ``benchmark data download`` fetches them;
+    ``where`` is the --data-dir its command needs (None: the default one is set)."""
+
+    def __init__(self, message: str, where: str | None):
+        super().__init__(message)
+        self.where = where
+
+
+def _check_datasets(jobs, data_dir: str | None) -> None:
     """Opens each dataset once before any job starts, so a missing file is one error, not 12,600.
 
-    A missing or damaged file-based dataset's error names the command that downloads it.
+    Raises ``FilesToFetch`` for a file-based dataset that a download would repair (``cmd_run``
+    names the command), the loader's ``UserError`` otherwise.
     """
-    from benchmark.data import get_dataset
+    from benchmark.data import descriptor, get_dataset
     from benchmark.data.registry import resolve_data_dir
-    from benchmark.data.sources import dataset_status, download_command
+    from benchmark.data.sources import dataset_status
 
     for name, source in sorted({(j.dataset, j.dataset_source) for j in jobs}):
         try:
             get_dataset(name, source, data_dir)
         except UserError as exc:
             root = resolve_data_dir(data_dir)
-            if source != "file" or dataset_status(name, root) in (None, "present"):
+            if source != "file" or not descriptor(name).remote_files() or dataset_status(name, root) == "present":
                 raise
-            where = data_dir if data_dir else ("DIR" if root is None else None)
-            fetch = download_command(["--for-spec", spec_path], where)
-            raise UserError(f"{exc}; download it with: {fetch}") from None
+            raise FilesToFetch(str(exc), data_dir if data_dir else ("DIR" if root is None else None)) from None
 
 
 def _executor(args: argparse.Namespace):
@@ -244,21 +258,24 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from benchmark.data.catalog import describe_datasets, write_sample_grid
 
     if args.name is None:
+        from benchmark.data.registry import resolve_data_dir
+        from benchmark.data.sources import dataset_status, download_command, downloadable
+
         rows = describe_datasets(args.data_dir)
+        root = resolve_data_dir(args.data_dir)
+        status = {r["name"]: dataset_status(r["name"], root) for r in rows}
         width = max(len(r["name"]) for r in rows)
         print(f"{'dataset':<{width}}  {'factors (sizes)':<58}  {'C,H,W':<9}  sources      files")
         for r in rows:
             factors = ", ".join(f"{n} {k}" for n, k in zip(r["factor_names"], r["factor_sizes"]))
             shape = ",".join(map(str, r["observation_shape"]))
             print(f"{r['name']:<{width}}  {factors:<58}  {shape:<9}  "
-                  f"{'+'.join(r['sources']):<11}  {r['files_status'] or '-'}")
-        lacking = [r["name"] for r in rows if r["files_status"] in ("missing", "corrupt")]
+                  f"{'+'.join(r['sources']):<11}  {status[r['name']] or '-'}")
+        published = downloadable()
+        lacking = [n for n in published if status[n] in ("missing", "corrupt")]
         if lacking:
-            from benchmark.data.registry import resolve_data_dir
-            from benchmark.data.sources import TABLE, download_command
-
-            where = args.data_dir or ("DIR" if resolve_data_dir(None) is None else None)
-            names = ["all"] if set(lacking) >= set(TABLE) else lacking
+            where = args.data_dir or ("DIR" if root is None else None)
+            names = ["all"] if lacking == published else lacking
             print(f"to fetch the missing files: {download_command(names, where)}")
         return 0
     out = args.out or f"{args.name}_samples.png"
@@ -269,9 +286,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from benchmark.data.download import file_status, resolve_url_base, source_url
+    from benchmark.data.download import file_status, resolve_url_base, source_url, target_path
     from benchmark.data.registry import resolve_data_dir
-    from benchmark.data.sources import TABLE, dataset_names, download
+    from benchmark.data.sources import download, published_files
 
     names = list(args.names)
     if args.for_spec:
@@ -288,24 +305,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
     if root is None:
         raise UserError("where to put the files? pass --data-dir or set $BENCHMARK_DATA")
-    keys = dataset_names(names)
+    files = published_files(names)  # unknown names, or none with files to fetch: one line, exit 2
     if args.dry_run:
         base = resolve_url_base(args.url_base)
-        seen = set()
-        for rec in (rec for key in keys for rec in TABLE[key]):
-            if rec.mirror_path not in seen:
-                seen.add(rec.mirror_path)
-                what = f"{rec.path}/ ({rec.count} files)" if rec.unpack == "tar" else rec.path
-                print(f"{file_status(rec, root):<10}  {what}  <-  {source_url(rec, base)}")
+        for f in files:
+            what = f"{target_path(f)}/ ({f.remote.count} files)" if f.remote.unpack == "tar" else f.relpath
+            print(f"{file_status(f, root):<10}  {what}  <-  {source_url(f, base)}")
         return 0
 
     def report(outcome) -> None:
         if outcome.ok:
-            print(f"{outcome.record.mirror_path}: {outcome.message}", file=sys.stderr)
+            print(f"{outcome.file.mirror_path}: {outcome.message}", file=sys.stderr)
         else:
             print(f"error: {outcome.message}", file=sys.stderr)
 
-    outcomes = download(keys, root, args.url_base, retries=args.retries, report=report)
+    outcomes = download(names, root, args.url_base, retries=args.retries, report=report)
     failed = [o for o in outcomes if not o.ok]
     print(f"{len(outcomes)} files in {root}: {len(outcomes) - len(failed)} present, "
           f"{len(failed)} failed", file=sys.stderr)

@@ -1,7 +1,8 @@
 """`benchmark data download` against a local HTTP server (nothing here contacts the internet).
 
-The server serves small files in each dataset's real format at the records' mirror paths; the
-tests swap ``sources.TABLE`` for one whose sizes and digests are those small files'.
+The server serves small files in each dataset's real format at the published files' mirror paths;
+the tests swap the registry's descriptors for ones whose published files have those small files'
+sizes and digests.
 """
 
 import dataclasses
@@ -19,11 +20,22 @@ import pytest
 from test_data_files import write_dsprites, write_norb
 
 from benchmark.cli import main
-from benchmark.data import download, files, get_dataset, sources
+from benchmark.data import (
+    cars3d,
+    download,
+    dsprites,
+    get_dataset,
+    info,
+    mpi3d,
+    registry,
+    shapes3d,
+    smallnorb,
+    sources,
+)
 from benchmark.data.state_space import StateSpace
 from benchmark.errors import UserError
 
-CARS = 2  # cars in the test archive (the real one has files.CARS_OBJECTS)
+CARS = 2  # cars in the test archive (the real one has cars3d.CARS_OBJECTS)
 
 
 @pytest.fixture(autouse=True)
@@ -118,20 +130,20 @@ def _published_files(tmp_path) -> dict[str, bytes]:
     pub = tmp_path / "publisher"
     out = {}
     path, _ = write_dsprites(pub)
-    out[sources.DSPRITES.mirror_path] = path.read_bytes()
+    out[dsprites.DSPRITES_FILE.mirror_path] = path.read_bytes()
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8)).save(buf, "JPEG")
-    out[sources.SCREAM.mirror_path] = buf.getvalue()
+    out[dsprites.SCREAM_FILE.mirror_path] = buf.getvalue()
     grid = (2, 1, 1, 2, 2, 3)
     labels = StateSpace(grid).all_factors() * [0.1, 0.1, 0.1, 0.0714, 1, 4.2857]
     images = np.random.default_rng(1).integers(0, 256, (int(np.prod(grid)), 64, 64, 3), dtype=np.uint8)
     (pub / "3dshapes").mkdir()
     with h5py.File(pub / "3dshapes.h5", "w") as f:
         f["images"], f["labels"] = images, labels
-    out[sources.SHAPES3D.mirror_path] = (pub / "3dshapes.h5").read_bytes()
+    out[shapes3d.SHAPES3D_FILE.mirror_path] = (pub / "3dshapes.h5").read_bytes()
     write_norb(pub)
-    for rec in sources.SMALLNORB:
-        out[rec.mirror_path] = gzip.compress((pub / rec.path).read_bytes())
+    for f in smallnorb.NORB_FILES:
+        out[f.mirror_path] = gzip.compress((pub / f.relpath).read_bytes())
     tar_buf = io.BytesIO()
     with tarfile.open(fileobj=tar_buf, mode="w:gz") as tar:
         mats = {f"data/cars/car_{obj:03d}_mesh.mat": obj for obj in range(CARS)}
@@ -146,7 +158,7 @@ def _published_files(tmp_path) -> dict[str, bytes]:
         info = tarfile.TarInfo("data/cars/list.txt")
         info.size = len(listing)
         tar.addfile(info, io.BytesIO(listing))
-    out[sources.CARS3D.mirror_path] = tar_buf.getvalue()
+    out[cars3d.CARS_FILES.mirror_path] = tar_buf.getvalue()
     mpi = np.random.default_rng(2).integers(0, 256, (72, 64, 64, 3), dtype=np.uint8)
     for mode in ("toy", "realistic", "real"):
         npz = io.BytesIO()
@@ -155,18 +167,31 @@ def _published_files(tmp_path) -> dict[str, bytes]:
     return out
 
 
+def _republish(monkeypatch, name: str, per_file=None, **changes) -> None:
+    """Swap the descriptor ``name`` for one whose published files have ``changes`` (``RemoteFile``
+    fields) and ``per_file(data_file)`` (a dict of them)."""
+    desc = registry.DESCRIPTORS[name]
+
+    def change(f):
+        new = {**changes, **(per_file(f) if per_file else {})}
+        return dataclasses.replace(f, remote=dataclasses.replace(f.remote, **new))
+
+    files = tuple(change(f) if f.remote is not None else f for f in desc.files)
+    monkeypatch.setitem(registry.DESCRIPTORS, name, dataclasses.replace(desc, files=files))
+
+
 @pytest.fixture
 def mirror(tmp_path, server, monkeypatch):
-    """The server holding every dataset's small files, and ``sources.TABLE`` describing them."""
+    """The server holding every dataset's small files, and the descriptors describing them."""
     server.files = _published_files(tmp_path)
-    table = {}
-    for name, recs in sources.TABLE.items():
-        table[name] = tuple(
-            dataclasses.replace(r, size=len(server.files[r.mirror_path]), sha256=_sha(server.files[r.mirror_path]),
-                                md5=None, check=None, count=CARS if r.unpack == "tar" else r.count)
-            for r in recs)
-    monkeypatch.setattr(sources, "TABLE", table)
-    monkeypatch.setitem(files.MPI3D_SIZES, 72, (2, 2, 2, 1, 1, 3, 3))
+
+    def small(f):
+        body = server.files[f.mirror_path]
+        return {"size": len(body), "sha256": _sha(body), "count": CARS if f.remote.unpack == "tar" else f.remote.count}
+
+    for name in sources.downloadable():
+        _republish(monkeypatch, name, small, md5=None, check=None)
+    monkeypatch.setitem(mpi3d.MPI3D_SIZES, 72, (2, 2, 2, 1, 1, 3, 3))
     return server
 
 
@@ -190,14 +215,14 @@ def test_download_everything_then_every_loader_opens_it(tmp_path, mirror, capsys
     assert set(mirror.paths_requested()) == {f"mirror/{p}" for p in mirror.files}
     assert _leftovers(data) == []
     # the loaders' layout
-    assert (data / files.DSPRITES_FILES[0]).is_file() and (data / "scream" / "scream.jpg").is_file()
-    assert (data / files.SHAPES3D_FILES[0]).read_bytes() == mirror.files[sources.SHAPES3D.mirror_path]
-    for rec in sources.SMALLNORB:
-        assert (data / rec.path).read_bytes() == gzip.decompress(mirror.files[rec.mirror_path])
+    assert (data / dsprites.DSPRITES_FILE.relpath).is_file() and (data / "scream" / "scream.jpg").is_file()
+    assert (data / shapes3d.SHAPES3D_FILE.relpath).read_bytes() == mirror.files[shapes3d.SHAPES3D_FILE.mirror_path]
+    for f in smallnorb.NORB_FILES:
+        assert (data / f.relpath).read_bytes() == gzip.decompress(mirror.files[f.mirror_path])
     assert sorted(p.name for p in (data / "cars").iterdir()) == ["car_000_mesh.mat", "car_001_mesh.mat"]
     # every dataset opens from the downloaded files (Cars3D with the test archive's 2 cars)
-    monkeypatch.setattr(files.load_cars3d, "__defaults__", (CARS,))
-    for name in sources.TABLE:
+    monkeypatch.setattr(cars3d.load_cars3d, "__defaults__", (CARS,))
+    for name in sources.downloadable():
         ds = get_dataset(name, source="file", data_dir=data)
         assert ds.source == "file"
         x = ds.sample_observations(2, np.random.default_rng(0))
@@ -218,13 +243,13 @@ def test_download_everything_then_every_loader_opens_it(tmp_path, mirror, capsys
 
 def test_cut_connection_keeps_the_part_and_the_next_run_resumes(tmp_path, mirror, capsys):
     data = tmp_path / "data"
-    body = mirror.files[sources.SHAPES3D.mirror_path]
+    body = mirror.files[shapes3d.SHAPES3D_FILE.mirror_path]
     mirror.cut_at = len(body) // 2
     assert _download(data, mirror, "shapes3d") == 1
     errors = _errors(capsys)
     assert len(errors) == 1 and f"connection closed after {len(body) // 2} of {len(body)} bytes" in errors[0]
-    target = data / files.SHAPES3D_FILES[0]
-    part = data / f"{sources.SHAPES3D.mirror_path}.part"
+    target = data / shapes3d.SHAPES3D_FILE.relpath
+    part = data / f"{shapes3d.SHAPES3D_FILE.mirror_path}.part"
     assert not target.exists() and part.stat().st_size == len(body) // 2
     with pytest.raises(UserError, match="not found"):
         get_dataset("shapes3d", source="file", data_dir=data)
@@ -238,42 +263,39 @@ def test_cut_connection_keeps_the_part_and_the_next_run_resumes(tmp_path, mirror
 
 def test_a_cut_is_resumed_within_the_run_when_retries_allow(tmp_path, mirror):
     data = tmp_path / "data"
-    body = mirror.files[sources.DSPRITES.mirror_path]
+    body = mirror.files[dsprites.DSPRITES_FILE.mirror_path]
     mirror.cut_at, mirror.cut_once = 1000, True
     assert _download(data, mirror, "dsprites", extra=("--retries", "1")) == 0
     assert [r for _, r in mirror.requests] == [None, "bytes=1000-"]
-    assert (data / files.DSPRITES_FILES[0]).read_bytes() == body
+    assert (data / dsprites.DSPRITES_FILE.relpath).read_bytes() == body
 
 
 def test_server_without_range_support_restarts_cleanly(tmp_path, mirror):
     data = tmp_path / "data"
-    body = mirror.files[sources.SHAPES3D.mirror_path]
+    body = mirror.files[shapes3d.SHAPES3D_FILE.mirror_path]
     mirror.cut_at = 5000
     assert _download(data, mirror, "shapes3d") == 1
     mirror.cut_at, mirror.ignore_range = None, True
     assert _download(data, mirror, "shapes3d") == 0
     assert mirror.requests[-1][1] == "bytes=5000-"  # asked to resume, got the whole file with 200
-    assert (data / files.SHAPES3D_FILES[0]).read_bytes() == body
+    assert (data / shapes3d.SHAPES3D_FILE.relpath).read_bytes() == body
     assert _leftovers(data) == []
 
 
 def test_wrong_checksum_is_one_line_and_deletes_the_download(tmp_path, mirror, capsys, monkeypatch):
     data = tmp_path / "data"
-    rec = sources.TABLE["dsprites_full"][0]
-    wrong = dataclasses.replace(rec, sha256="0" * 64)
-    monkeypatch.setitem(sources.TABLE, "dsprites_full", (wrong,))
+    (f,) = registry.DESCRIPTORS["dsprites_full"].remote_files()
+    _republish(monkeypatch, "dsprites_full", sha256="0" * 64)
     assert _download(data, mirror, "dsprites_full") == 1
     errors = _errors(capsys)
-    assert errors == [f"error: {rec.mirror_path}: SHA-256 mismatch: expected {'0' * 64}, got {rec.sha256}"]
+    assert errors == [f"error: {f.mirror_path}: SHA-256 mismatch: expected {'0' * 64}, got {f.remote.sha256}"]
     assert list(data.rglob("*.npz*")) == []
     assert sources.dataset_status("dsprites_full", data) == "missing"
 
 
 def test_failed_content_check_deletes_the_download(tmp_path, mirror, capsys, monkeypatch):
     data = tmp_path / "data"
-    rec = dataclasses.replace(sources.TABLE["mpi3d_toy"][0], sha256=None,
-                              check=sources.npz_array("images", (1036800, 64, 64, 3), "uint8"))
-    monkeypatch.setitem(sources.TABLE, "mpi3d_toy", (rec,))
+    _republish(monkeypatch, "mpi3d_toy", sha256=None, check=info.npz_array("images", (1036800, 64, 64, 3), "uint8"))
     assert _download(data, mirror, "mpi3d_toy") == 1
     (error,) = _errors(capsys)
     assert "mpi3d_toy/mpi3d_toy.npz: not the published file: 'images' is (72, 64, 64, 3)" in error
@@ -282,12 +304,12 @@ def test_failed_content_check_deletes_the_download(tmp_path, mirror, capsys, mon
 
 def test_404_is_one_line_and_leaves_nothing(tmp_path, mirror, capsys):
     data = tmp_path / "data"
-    gone = sources.SMALLNORB[1].mirror_path
+    gone = smallnorb.NORB_FILES[1].mirror_path
     mirror.missing.add(gone)
     assert _download(data, mirror, "smallnorb") == 1
     errors = _errors(capsys)
     assert len(errors) == 1 and gone in errors[0] and "HTTP 404" in errors[0]
-    assert not (data / sources.SMALLNORB[1].path).exists() and _leftovers(data) == []
+    assert not (data / smallnorb.NORB_FILES[1].relpath).exists() and _leftovers(data) == []
     assert sources.dataset_status("smallnorb", data) == "missing"
     with pytest.raises(UserError, match="training-cat.mat"):
         get_dataset("smallnorb", source="file", data_dir=data)
@@ -304,7 +326,7 @@ def test_ctrl_c_while_unpacking_leaves_nothing_a_loader_accepts(tmp_path, mirror
     monkeypatch.setattr(download.shutil, "copyfileobj", interrupted)
     assert _download(data, mirror, "cars3d") == 130
     assert not list((data / "cars").glob("*.mat")) and _leftovers(data) == [
-        f"{sources.CARS3D.mirror_path}.part"]  # verified download kept; unpacking starts over
+        f"{cars3d.CARS_FILES.mirror_path}.part"]  # verified download kept; unpacking starts over
     monkeypatch.setattr(download.shutil, "copyfileobj", copy)
     n = len(mirror.requests)
     assert _download(data, mirror, "cars3d") == 0
@@ -316,7 +338,7 @@ def test_status_is_cheap_and_sees_damage(tmp_path, mirror, capsys):
     data = tmp_path / "data"
     assert _download(data, mirror, "smallnorb", "mpi3d_real") == 0
     assert sources.dataset_status("smallnorb", data) == "present"
-    victim = data / sources.SMALLNORB[0].path
+    victim = data / smallnorb.NORB_FILES[0].relpath
     victim.write_bytes(victim.read_bytes()[:-10])
     assert sources.dataset_status("smallnorb", data) == "corrupt"
     capsys.readouterr()
@@ -328,17 +350,16 @@ def test_status_is_cheap_and_sees_damage(tmp_path, mirror, capsys):
     # the next run fetches the damaged file again and only that one
     mirror.requests.clear()
     assert _download(data, mirror, "smallnorb") == 0
-    assert mirror.paths_requested() == [f"mirror/{sources.SMALLNORB[0].mirror_path}"]
+    assert mirror.paths_requested() == [f"mirror/{smallnorb.NORB_FILES[0].mirror_path}"]
 
 
 def test_files_put_there_by_hand_are_verified_once_or_left_alone(tmp_path, mirror, capsys, monkeypatch):
     data = tmp_path / "data"
     (data / "3dshapes").mkdir(parents=True)
-    (data / files.SHAPES3D_FILES[0]).write_bytes(mirror.files[sources.SHAPES3D.mirror_path])
+    (data / shapes3d.SHAPES3D_FILE.relpath).write_bytes(mirror.files[shapes3d.SHAPES3D_FILE.mirror_path])
     (data / "mpi3d_toy").mkdir()
     (data / "mpi3d_toy" / "mpi3d_toy.npz").write_bytes(b"the user's own file")
-    no_digest = dataclasses.replace(sources.TABLE["mpi3d_toy"][0], sha256=None, size=None)
-    monkeypatch.setitem(sources.TABLE, "mpi3d_toy", (no_digest,))
+    _republish(monkeypatch, "mpi3d_toy", sha256=None, size=None)
     assert _download(data, mirror, "shapes3d", "mpi3d_toy") == 0
     err = capsys.readouterr().err
     assert "present (verified now by size + SHA-256)" in err and "left as is" in err
@@ -389,9 +410,29 @@ def test_url_base_env_and_the_real_table(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 7 and all(line.startswith("missing") for line in out)
     assert out[-1].endswith("cars/ (183 files)  <-  https://mirror.example/data/cars/nips2015-analogy-data.tar.gz")
-    # every dataset with a file source has a record; each records where its facts come from
-    assert {n for n in sources.TABLE} == {n for n, e in sources.ENTRIES.items() if e.file is not None}
-    for recs in sources.TABLE.values():
-        for rec in recs:
-            assert rec.source and (rec.sha256 or rec.md5 or rec.check)
-            assert rec.unpack == "tar" or rec.path == rec.mirror_path.removesuffix(".gz") or rec is sources.SCREAM
+    # every file of every dataset with a file source is published; each says where its facts come from
+    assert sources.downloadable() == [n for n, d in registry.DESCRIPTORS.items() if d.file is not None]
+    for desc in registry.DESCRIPTORS.values():
+        assert desc.remote_files() == desc.files
+        for f in desc.files:
+            assert f.remote.source and (f.remote.sha256 or f.remote.md5 or f.remote.check)
+            assert f.remote.unpack == "tar" or f.relpath == f.mirror_path.removesuffix(".gz") or f is dsprites.SCREAM_FILE
+    assert dsprites.SCREAM_FILE.mirror_path == "scream/The_Scream.jpg"
+
+
+def test_a_new_published_dataset_is_one_descriptor(tmp_path, server, monkeypatch, capsys):
+    """A throwaway file dataset: its descriptor's DataFile alone says where to fetch it from."""
+    body = np.arange(24, dtype=np.uint8).tobytes()
+    grid = info.DataFile("toy/grid.bin", remote=info.RemoteFile(url="https://example.org/pub/grid-v1.bin",
+                                                                size=len(body), sha256=_sha(body), source="test"))
+    desc = info.DatasetInfo("toy_files", "a throwaway file dataset", file=lambda d: None, files=(grid,),
+                            factor_names=("a",), factor_sizes=(2,), observation_shape=(1, 1, 1))
+    monkeypatch.setitem(registry.DESCRIPTORS, desc.name, desc)
+    assert grid.mirror_path == "toy/grid-v1.bin"
+    server.files = {grid.mirror_path: body}
+    data = tmp_path / "data"
+    assert _download(data, server, "toy_files") == 0
+    assert (data / "toy" / "grid.bin").read_bytes() == body
+    assert sources.dataset_status("toy_files", data) == "present"
+    with pytest.raises(ValueError, match="tar download fills a folder glob"):
+        info.DataFile("toy/*.bin", remote=dataclasses.replace(grid.remote))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from benchmark.data import cars3d, dsprites, get_dataset, mpi3d, shapes3d, smallnorb
 from benchmark.data import dsprites_render as R
-from benchmark.data import files, get_dataset
 from benchmark.data.readers import read_norb_matrix, write_norb_matrix
 from benchmark.data.state_space import StateSpace
 from benchmark.errors import UserError
@@ -25,7 +25,7 @@ def write_dsprites(root, sizes=(1, 3, 2, 2, 2, 2), corrupt_value=False):
         imgs[0, 0, 0] = 255
     meta = np.array({"latents_sizes": np.array(sizes)}, dtype=object)
     (root / "dsprites").mkdir(parents=True, exist_ok=True)
-    path = root / files.DSPRITES_FILES[0]
+    path = root / dsprites.DSPRITES_FILE.relpath
     np.savez_compressed(path, imgs=imgs, latents_classes=classes, latents_values=classes.astype(float),
                         metadata=meta)
     return path, imgs
@@ -81,10 +81,10 @@ def test_shapes3d_dlib_npz(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (*grid, 64, 64, 3), dtype=np.uint8)
     (tmp_path / "3dshapes").mkdir()
-    np.savez(tmp_path / files.SHAPES3D_FILES[1], images=images, labels=np.zeros((*grid, 6)))
+    np.savez(tmp_path / shapes3d.SHAPES3D_FILE.alternatives[0].relpath, images=images, labels=np.zeros((*grid, 6)))
     ds = get_dataset("shapes3d", source="file", data_dir=tmp_path)
     assert ds.factor_sizes == grid and ds.observation_shape == (3, 64, 64)
-    assert ds.factor_names == files.SHAPES3D_NAMES
+    assert ds.factor_names == shapes3d.FACTOR_NAMES
     f = np.array([[1, 0, 0, 1, 0, 2], [0, 1, 0, 0, 0, 1]])
     x = ds.sample_observations_from_factors(f, 0)
     for i, row in enumerate(f):
@@ -125,7 +125,7 @@ def test_h5_without_h5py_is_a_user_error(tmp_path, monkeypatch):
 
 
 def test_mpi3d_sizes_inferred_from_length(tmp_path, monkeypatch):
-    monkeypatch.setitem(files.MPI3D_SIZES, 72, (2, 2, 2, 1, 1, 3, 3))
+    monkeypatch.setitem(mpi3d.MPI3D_SIZES, 72, (2, 2, 2, 1, 1, 3, 3))
     images = np.random.default_rng(2).integers(0, 256, (72, 64, 64, 3), dtype=np.uint8)
     (tmp_path / "mpi3d_toy").mkdir()
     np.savez(tmp_path / "mpi3d_toy" / "mpi3d_toy.npz", images=images)
@@ -160,14 +160,14 @@ def write_norb(root):
     """Categories 2, instances 2 (one per file), elevation 2, azimuth 2 (stored 0, 2), lighting 2."""
     (root / "small_norb").mkdir()
     space = StateSpace((2, 2, 2, 2, 2))
-    for inst, chunk in enumerate(files.NORB_CHUNKS):
+    for inst, chunk in enumerate(smallnorb.NORB_CHUNKS):
         f = space.all_factors()
         f = f[f[:, 1] == inst]
         code = space.factors_to_index(f)
         dat = np.broadcast_to((code * 7)[:, None, None, None], (len(f), 2, 96, 96)).astype(np.uint8)
         info = np.column_stack([f[:, 1], f[:, 2], f[:, 3] * 2, f[:, 4]]).astype(np.int32)
         for kind, arr in (("dat", dat), ("cat", f[:, 0].astype(np.int32)), ("info", info)):
-            write_norb_matrix(root / files.NORB_TEMPLATE.format(chunk, kind), arr)
+            write_norb_matrix(root / smallnorb.NORB_TEMPLATE.format(chunk, kind), arr)
     return space
 
 
@@ -187,7 +187,7 @@ def test_smallnorb_lookup_and_random_instance(tmp_path):
 
 def test_smallnorb_missing_file_named(tmp_path):
     write_norb(tmp_path)
-    victim = tmp_path / files.NORB_TEMPLATE.format(files.NORB_CHUNKS[1], "info")
+    victim = tmp_path / smallnorb.NORB_TEMPLATE.format(smallnorb.NORB_CHUNKS[1], "info")
     victim.unlink()
     with pytest.raises(UserError, match="testing-info.mat under the data directory"):
         get_dataset("smallnorb", source="file", data_dir=tmp_path)
@@ -201,7 +201,7 @@ def test_cars3d_mat_files(tmp_path):
         im = np.zeros((128, 128, 3, 24, 4), dtype=np.uint8)
         im[:] = (np.arange(24)[:, None] * 4 + np.arange(4)[None, :] + 100 * obj).astype(np.uint8)
         scipy.io.savemat(tmp_path / "cars" / f"car_{obj:03d}_mesh.mat", {"im": im, "mask": im[:, :, 0] > 0})
-    ds = files.load_cars3d(tmp_path, expected_objects=None)
+    ds = cars3d.load_cars3d(tmp_path, expected_objects=None)
     assert ds.factor_names == ("elevation", "azimuth", "object") and ds.factor_sizes == (4, 24, 2)
     f = np.array([[0, 0, 0], [3, 5, 1], [1, 23, 0]])
     x = ds.sample_observations_from_factors(f, 0)

@@ -7,49 +7,30 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data import files
-from benchmark.data.registry import ENTRIES, SOURCES, get_dataset, resolve_data_dir
-from benchmark.data.sources import dataset_status
+from benchmark.data.registry import DESCRIPTORS, get_dataset, resolve_data_dir
 from benchmark.errors import UserError
-
-# factor names/sizes and shapes of the file-only datasets, known without opening their files
-_FILE_ONLY = {
-    "smallnorb": (("category", "elevation", "azimuth", "lighting"), (5, 9, 18, 6), (1, 64, 64)),
-    "cars3d": (("elevation", "azimuth", "object"), (4, 24, 183), (3, 64, 64)),
-    "mpi3d_toy": (files.MPI3D_NAMES, (6, 6, 2, 3, 3, 40, 40), (3, 64, 64)),
-    "mpi3d_realistic": (files.MPI3D_NAMES, (6, 6, 2, 3, 3, 40, 40), (3, 64, 64)),
-    "mpi3d_real": (files.MPI3D_NAMES, (6, 6, 2, 3, 3, 40, 40), (3, 64, 64)),
-}
 
 
 def describe_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One dict per dataset: name, description, factor_names, factor_sizes, observation_shape,
-    sources (available), files_present (bool), files_status ("present", "missing", "corrupt"; None
-    without a file source), expected_files (relative to the data directory).
+    sources (available), files_present (bool), expected_files (relative to the data directory).
 
-    MPI3D sizes are those of the released files (the loader infers them from the file).
+    Everything comes from the dataset's descriptor (``info.DatasetInfo``); MPI3D sizes are those of
+    the released files (the loader infers them from the file).
     """
     root = resolve_data_dir(data_dir)
     rows = []
-    for name, entry in ENTRIES.items():
-        sources = [s for s in SOURCES if getattr(entry, s) is not None]
-        if entry.procedural is not None:
-            ds = entry.procedural(None)
-            names, sizes, shape = ds.factor_names, ds.factor_sizes, ds.observation_shape
-        elif name in _FILE_ONLY:
-            names, sizes, shape = _FILE_ONLY[name]
-        else:  # pragma: no cover - a file-only dataset registered elsewhere
-            names, sizes, shape = (), (), ()
+    for info in DESCRIPTORS.values():
+        names, sizes, shape = info.grid()
         rows.append({
-            "name": name,
-            "description": entry.description,
+            "name": info.name,
+            "description": info.description,
             "factor_names": list(names),
             "factor_sizes": [int(s) for s in sizes],
             "observation_shape": list(shape),
-            "sources": sources,
-            "files_present": files.files_present(name, root) if "file" in sources else False,
-            "files_status": dataset_status(name, root) if "file" in sources else None,
-            "expected_files": files.expected_files(name),
+            "sources": list(info.sources),
+            "files_present": info.files_present(root),
+            "expected_files": info.expected_files(),
         })
     return rows
 

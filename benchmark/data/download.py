@@ -1,7 +1,8 @@
 """Fetching files into the data directory: resumable HTTP, verification, unpacking, a marker per file.
 
-This module knows no dataset: ``benchmark/data/sources.py`` lists what to fetch as ``RemoteFile``
-records. For each record:
+This module knows no dataset: it fetches ``DataFile`` records that say where they are published
+(``DataFile.remote``, an ``info.RemoteFile``, declared by each family next to its loader;
+``sources.py`` collects them from the descriptors). For each file:
 
 1. the download goes to ``<data dir>/<mirror_path>.part``; an interrupted one is resumed with an
    HTTP Range request on the next run (a server that answers a range with the whole file, status
@@ -38,46 +39,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from benchmark.data.info import DataFile
 from benchmark.errors import UserError
 
 URL_BASE_ENV = "BENCHMARK_DATA_URL_BASE"
 MARKER_DIR = ".benchmark_downloads"
-UNPACK = ("none", "gunzip", "tar")
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 # Some hosts (Wikimedia) refuse requests without a descriptive User-Agent.
 USER_AGENT = "disentanglement-benchmark/0.1 (dataset download; Python urllib)"
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One published file: where it comes from, how to check it, where its content goes.
-
-    ``path`` is the result under the data directory: the file itself (``unpack`` "none" or
-    "gunzip") or the folder that receives the tar members matching ``members`` (their base names;
-    ``count`` of them). ``mirror_path`` is the file's relative URL under a mirror and where it is
-    kept while downloading. ``size``/``sha256``/``md5`` describe the downloaded bytes (None:
-    unknown); ``check(path)`` inspects the content when no digest is known (raises on a bad file).
-    ``source`` says where the size and digest come from.
-    """
-
-    path: str
-    url: str
-    mirror_path: str
-    size: int | None
-    sha256: str | None
-    md5: str | None = None
-    unpack: str = "none"
-    members: str = ""
-    count: int | None = None
-    check: Callable[[Path], None] | None = None
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if self.unpack not in UNPACK:
-            raise ValueError(f"{self.mirror_path}: unpack must be one of {UNPACK}, got {self.unpack!r}")
-        if self.unpack == "tar" and not self.members:
-            raise ValueError(f"{self.mirror_path}: a tar record needs the members to keep")
 
 
 class DownloadError(Exception):
@@ -92,48 +62,59 @@ class ConnectionLost(DownloadError):
 # Status without reading files
 
 
-def marker_path(data_dir: Path, rec: RemoteFile) -> Path:
-    return data_dir / MARKER_DIR / f"{rec.mirror_path}.json"
+def target_path(f: DataFile) -> str:
+    """What the download becomes, relative to the data directory: the file, or (a tar) the folder
+    of the ``relpath`` glob."""
+    return str(PurePosixPath(f.relpath).parent) if f.remote.unpack == "tar" else f.relpath
 
 
-def _read_marker(data_dir: Path, rec: RemoteFile) -> dict | None:
-    """The marker of ``rec`` if it was written for the same published file (same size and digests)."""
+def marker_path(data_dir: Path, f: DataFile) -> Path:
+    return data_dir / MARKER_DIR / f"{f.mirror_path}.json"
+
+
+def _published(f: DataFile) -> dict:
+    """What a marker must have been written for: the same published size and digests."""
+    return {"size": f.remote.size, "sha256": f.remote.sha256, "md5": f.remote.md5}
+
+
+def _read_marker(data_dir: Path, f: DataFile) -> dict | None:
+    """The marker of ``f`` if it was written for the same published file (same size and digests)."""
     try:
-        marker = json.loads(marker_path(data_dir, rec).read_text())
+        marker = json.loads(marker_path(data_dir, f).read_text())
     except (OSError, ValueError):
         return None
-    expected = {"size": rec.size, "sha256": rec.sha256, "md5": rec.md5}
-    if not isinstance(marker, dict) or marker.get("record") != expected or not isinstance(marker.get("files"), dict):
+    if not isinstance(marker, dict) or marker.get("record") != _published(f) or not isinstance(marker.get("files"), dict):
         return None
     return marker
 
 
-def _tar_outputs(data_dir: Path, rec: RemoteFile) -> list[Path]:
-    folder = data_dir / rec.path
-    pattern = PurePosixPath(rec.members).name
+def _tar_outputs(data_dir: Path, f: DataFile) -> list[Path]:
+    folder = data_dir / target_path(f)
+    pattern = PurePosixPath(f.relpath).name
     return sorted(p for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
 
 
-def file_status(rec: RemoteFile, data_dir: Path | None) -> str:
+def file_status(f: DataFile, data_dir: Path | None) -> str:
     """"present" (verified here), "unverified" (there, not fetched here), "missing" or "corrupt".
 
     Cheap: reads the marker and file sizes only.
     """
     if data_dir is None:
         return "missing"
-    marker = _read_marker(data_dir, rec)
+    marker = _read_marker(data_dir, f)
     if marker is not None:
         sizes = {rel: (data_dir / rel).stat().st_size if (data_dir / rel).is_file() else None
                  for rel in marker["files"]}
         if all(sizes[rel] == size for rel, size in marker["files"].items()):
             return "present"
         return "corrupt" if any(s is not None for s in sizes.values()) else "missing"
+    rec = f.remote
     if rec.unpack == "tar":
-        found = len(_tar_outputs(data_dir, rec))
+        found = len(_tar_outputs(data_dir, f))
         if found == 0:
             return "missing"
         return "unverified" if rec.count is None or found == rec.count else "corrupt"
-    target = data_dir / rec.path
+    target = data_dir / f.relpath
     if not target.is_file():
         return "missing"
     if rec.unpack == "none" and rec.size is not None and target.stat().st_size != rec.size:
@@ -153,11 +134,11 @@ def resolve_url_base(url_base: str | None) -> str | None:
     return base
 
 
-def source_url(rec: RemoteFile, url_base: str | None) -> str:
+def source_url(f: DataFile, url_base: str | None) -> str:
     """The publisher's URL, or ``<url_base>/<mirror_path>`` when a mirror is given."""
     if url_base:
-        return url_base.rstrip("/") + "/" + urllib.parse.quote(rec.mirror_path)
-    return rec.url
+        return url_base.rstrip("/") + "/" + urllib.parse.quote(f.mirror_path)
+    return f.remote.url
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -241,54 +222,57 @@ def digests(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
-def verify(path: Path, rec: RemoteFile) -> dict:
-    """Check ``path`` against ``rec`` (size, digest or content); DownloadError naming what differs.
+def verify(path: Path, f: DataFile) -> dict:
+    """Check ``path`` against ``f.remote`` (size, digest or content); DownloadError naming what differs.
 
     Returns what was checked and the file's SHA-256 (recorded in the marker).
     """
+    rec, label = f.remote, f.mirror_path
     size = path.stat().st_size
     if rec.size is not None and size != rec.size:
-        raise DownloadError(f"{rec.mirror_path}: size mismatch: expected {rec.size} bytes, got {size}")
+        raise DownloadError(f"{label}: size mismatch: expected {rec.size} bytes, got {size}")
     sha, md5 = digests(path)
     if rec.sha256 is not None and sha != rec.sha256:
-        raise DownloadError(f"{rec.mirror_path}: SHA-256 mismatch: expected {rec.sha256}, got {sha}")
+        raise DownloadError(f"{label}: SHA-256 mismatch: expected {rec.sha256}, got {sha}")
     if rec.md5 is not None and md5 != rec.md5:
-        raise DownloadError(f"{rec.mirror_path}: MD5 mismatch: expected {rec.md5}, got {md5}")
+        raise DownloadError(f"{label}: MD5 mismatch: expected {rec.md5}, got {md5}")
     if rec.check is not None:
         try:
             rec.check(path)
         except (UserError, ValueError, OSError) as exc:
-            raise DownloadError(f"{rec.mirror_path}: not the published file: {exc}") from None
+            raise DownloadError(f"{label}: not the published file: {exc}") from None
     done = [what for what, known in (("size", rec.size), ("SHA-256", rec.sha256), ("MD5", rec.md5),
                                      ("content check", rec.check)) if known is not None]
     how = " + ".join(done) or "nothing known to check"
     return {"verified_by": how, "size": size, "sha256": sha}
 
 
-def unpack(download: Path, rec: RemoteFile, data_dir: Path) -> dict[str, int]:
+def unpack(download: Path, f: DataFile, data_dir: Path) -> dict[str, int]:
     """Put the verified ``download`` where the loaders read it; returns {relative path: size}."""
-    target = data_dir / rec.path
+    if f.remote.unpack == "tar":
+        return _untar(download, f, data_dir)
+    target = data_dir / f.relpath
     target.parent.mkdir(parents=True, exist_ok=True)
-    if rec.unpack == "none":
+    if f.remote.unpack == "none":
         os.replace(download, target)
-        return {rec.path: target.stat().st_size}
-    if rec.unpack == "gunzip":
+    else:  # gunzip
         tmp = target.with_name(target.name + ".unpacking")
         try:
             with gzip.open(download, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK)
             os.replace(tmp, target)
         except (OSError, EOFError) as exc:
-            raise DownloadError(f"{rec.mirror_path}: cannot gunzip ({exc})") from None
+            raise DownloadError(f"{f.mirror_path}: cannot gunzip ({exc})") from None
         finally:
             tmp.unlink(missing_ok=True)
-        return {rec.path: target.stat().st_size}
-    return _untar(download, rec, data_dir)
+    return {f.relpath: target.stat().st_size}
 
 
-def _untar(download: Path, rec: RemoteFile, data_dir: Path) -> dict[str, int]:
-    """Members matching ``rec.members`` into ``rec.path`` by base name (never a path from the archive)."""
-    folder = data_dir / rec.path
+def _untar(download: Path, f: DataFile, data_dir: Path) -> dict[str, int]:
+    """Members matching ``f.remote.members`` into the folder of ``f.relpath`` by base name (never a
+    path from the archive)."""
+    rec, rel = f.remote, target_path(f)
+    folder = data_dir / rel
     tmp = folder / ".unpacking"  # hidden: the loaders' globs do not see half-extracted files
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -304,23 +288,23 @@ def _untar(download: Path, rec: RemoteFile, data_dir: Path) -> dict[str, int]:
                         shutil.copyfileobj(src, dst, CHUNK)
                     names.append(name)
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DownloadError(f"{rec.mirror_path}: cannot unpack ({exc})") from None
+            raise DownloadError(f"{f.mirror_path}: cannot unpack ({exc})") from None
         if rec.count is not None and len(set(names)) != rec.count:
-            raise DownloadError(f"{rec.mirror_path}: {len(set(names))} files match {rec.members}, "
+            raise DownloadError(f"{f.mirror_path}: {len(set(names))} files match {rec.members}, "
                                 f"expected {rec.count}")
         out = {}
         for name in sorted(set(names)):
             os.replace(tmp / name, folder / name)
-            out[f"{rec.path}/{name}"] = (folder / name).stat().st_size
+            out[f"{rel}/{name}"] = (folder / name).stat().st_size
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_marker(data_dir: Path, rec: RemoteFile, url: str, checked: dict, files: dict[str, int]) -> None:
-    path = marker_path(data_dir, rec)
+def write_marker(data_dir: Path, f: DataFile, url: str, checked: dict, files: dict[str, int]) -> None:
+    path = marker_path(data_dir, f)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"record": {"size": rec.size, "sha256": rec.sha256, "md5": rec.md5}, "url": url,
+    body = {"record": _published(f), "url": url,
             **checked, "files": files}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
@@ -328,68 +312,68 @@ def write_marker(data_dir: Path, rec: RemoteFile, url: str, checked: dict, files
 
 
 # ------------------------------------------------------------------------------------------------
-# One record, many records
+# One file, many files
 
 
-def fetch_record(rec: RemoteFile, data_dir: Path, url_base: str | None = None, retries: int = 3,
+def fetch_record(f: DataFile, data_dir: Path, url_base: str | None = None, retries: int = 3,
                  show_progress: bool = False) -> str:
-    """Make ``rec`` present and verified under ``data_dir``; returns what was done (one line).
+    """Make ``f`` present and verified under ``data_dir``; returns what was done (one line).
 
     Raises ``DownloadError`` (the download is deleted when it fails verification; a cut transfer
     is kept for the next run to resume after ``retries`` immediate resumes).
     """
-    status = file_status(rec, data_dir)
+    status = file_status(f, data_dir)
     if status == "present":
         return "present (verified earlier)"
     if status == "unverified":
-        target = data_dir / rec.path
-        if rec.unpack != "none" or not (rec.sha256 or rec.md5):
+        target = data_dir / f.relpath
+        if f.remote.unpack != "none" or not (f.remote.sha256 or f.remote.md5):
             return "present (not downloaded here; left as is)"
         try:  # a file put here by hand: verify it once, keep it if it is the published one
-            checked = verify(target, rec)
+            checked = verify(target, f)
         except DownloadError:
             pass  # replaced below, but only once the new download verifies
         else:
-            write_marker(data_dir, rec, "(present before)", checked, {rec.path: target.stat().st_size})
+            write_marker(data_dir, f, "(present before)", checked, {f.relpath: target.stat().st_size})
             return f"present (verified now by {checked['verified_by']})"
-    part = data_dir / f"{rec.mirror_path}.part"
+    part = data_dir / f"{f.mirror_path}.part"
     part.parent.mkdir(parents=True, exist_ok=True)
-    url = source_url(rec, url_base)
+    url = source_url(f, url_base)
     for attempt in range(retries + 1):
         try:
-            fetch(url, part, rec.size, rec.mirror_path, show_progress)
+            fetch(url, part, f.remote.size, f.mirror_path, show_progress)
             break
         except ConnectionLost:
             if attempt == retries:
                 raise
             time.sleep(min(2**attempt, 30))
     try:
-        checked = verify(part, rec)
+        checked = verify(part, f)
     except DownloadError:
         part.unlink(missing_ok=True)
         raise
     try:
-        files = unpack(part, rec, data_dir)
+        files = unpack(part, f, data_dir)
     except DownloadError:
         part.unlink(missing_ok=True)
         raise
-    write_marker(data_dir, rec, url, checked, files)
+    write_marker(data_dir, f, url, checked, files)
     part.unlink(missing_ok=True)
-    what = f"{len(files)} files" if rec.unpack == "tar" else rec.path
+    what = f"{len(files)} files" if f.remote.unpack == "tar" else f.relpath
     return f"downloaded -> {what} (verified by {checked['verified_by']})"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    record: RemoteFile
+    file: DataFile
     ok: bool
     message: str
 
 
-def fetch_all(records: Sequence[RemoteFile], data_dir: Path, url_base: str | None = None,
+def fetch_all(data_files: Sequence[DataFile], data_dir: Path, url_base: str | None = None,
               retries: int = 3, show_progress: bool | None = None,
               report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """``fetch_record`` for each record (each mirror path once), going on after a failure.
+    """``fetch_record`` for each file (each mirror path once), going on after a failure.
 
     ``show_progress`` defaults to whether stderr is a terminal; ``report`` sees each outcome as it
     comes. Ctrl-C propagates (the partial download stays for the next run to resume).
@@ -404,16 +388,16 @@ def fetch_all(records: Sequence[RemoteFile], data_dir: Path, url_base: str | Non
     except OSError as exc:
         raise UserError(f"cannot create the data directory {data_dir}: {exc.strerror or exc}") from None
     outcomes, seen = [], set()
-    for rec in records:
-        if rec.mirror_path in seen:
+    for f in data_files:
+        if f.mirror_path in seen:
             continue
-        seen.add(rec.mirror_path)
+        seen.add(f.mirror_path)
         try:
-            outcome = Outcome(rec, True, fetch_record(rec, data_dir, url_base, retries, show_progress))
+            outcome = Outcome(f, True, fetch_record(f, data_dir, url_base, retries, show_progress))
         except DownloadError as exc:
-            outcome = Outcome(rec, False, str(exc))
+            outcome = Outcome(f, False, str(exc))
         except OSError as exc:  # disk full, permissions: name the file, keep going
-            outcome = Outcome(rec, False, f"{rec.mirror_path}: {exc.strerror or exc}")
+            outcome = Outcome(f, False, f"{f.mirror_path}: {exc.strerror or exc}")
         outcomes.append(outcome)
         if report is not None:
             report(outcome)

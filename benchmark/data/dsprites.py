@@ -5,23 +5,49 @@ Matthey et al. 2017 (dSprites); Locatello et al. 2019 and disentanglement_lib
 sprite with the same random draws in the same order (the colour factor of size 1 first, then the
 colour / noise / crop draws), so a ``np.random.RandomState(seed)`` reproduces dlib's observations when
 the sprites agree.
+
+From files: ``dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (or ``.hdf5``), keys ``imgs``
+(0/1 uint8) and ``latents_classes`` (checked to be in the original row-major order); the Scream
+variant also reads ``scream/scream.jpg`` when present.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmark.data import dsprites_render
+from benchmark.data import cache, dsprites_render
 from benchmark.data.base import GroundTruthData
+from benchmark.data.files import CHUNK_ROWS, read_rows
+from benchmark.data.info import DataFile, DatasetInfo, RemoteFile, image_at_least
+from benchmark.data.readers import open_array
 from benchmark.data.rng import integers, uniform
+from benchmark.data.state_space import StateSpace
+from benchmark.errors import UserError
 
 SpriteSource = Callable[[np.ndarray], np.ndarray]  # factors (n, 5) -> uint8 (n, 64, 64) of 0/1
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
+# The publisher's repository gives no digest; this MD5 is the one several independent dSprites
+# loaders pin (e.g. latte and vaetc), so it is trusted.
+DSPRITES_FILE = DataFile("dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+                         alternatives=(DataFile("dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5",
+                                                shown=False),),
+                         remote=RemoteFile(
+                             url="https://github.com/deepmind/dsprites-dataset/raw/master/"
+                                 "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+                             md5="7da33b31b13a06f4b04a70402ce90c2e",
+                             source="MD5 agreed by independent dSprites loaders (no publisher digest)"))
+# The Scream (Munch 1893, public domain), as dlib fetched it from Wikimedia Commons. The file there
+# may be re-uploaded, so no digest: the check is that it is an image big enough to crop 64x64 from.
+SCREAM_FILE = DataFile("scream/scream.jpg", note="optional: else a generated texture", optional=True,
+                       remote=RemoteFile(url="https://upload.wikimedia.org/wikipedia/commons/f/f4/The_Scream.jpg",
+                                         check=image_at_least(64, 64),
+                                         source="content check (Wikimedia file, no pinned digest)"))
 
 
 class DSprites(GroundTruthData):
@@ -144,3 +170,113 @@ def generated_scream_texture(seed: int = 0, shape: tuple[int, int] = (274, 222))
     lo = np.floor(pos).astype(int).clip(0, len(palette) - 2)
     frac = (pos - lo)[..., None]
     return (1 - frac) * palette[lo] + frac * palette[lo + 1]
+
+
+def scream_texture(data_dir: Path | None) -> tuple[np.ndarray, str]:
+    """The user's scream/scream.jpg if present in the data directory, else the generated stand-in.
+
+    Returns the texture and what it is (``provenance['scream_texture']``). Only the ``scream/``
+    folder is looked at, not the data directory itself (the provenance of existing rows depends on it).
+    """
+    if data_dir is not None:
+        path = data_dir / SCREAM_FILE.relpath
+        if path.is_file():
+            try:
+                return load_scream(path), f"file:{path.name}"
+            except OSError as exc:
+                raise UserError(f"cannot read the scream image {path}: {exc}") from exc
+    return generated_scream_texture(), "generated-v1 (not The Scream)"
+
+
+# ------------------------------------------------------------------------------------------------
+# the dSprites file
+
+
+def open_dsprites(data_dir: Path) -> tuple[np.ndarray, tuple[int, ...], Path]:
+    """Packed sprites (N, 512) uint8 memmap, factor sizes (shape, scale, orientation, posX, posY), file."""
+    path = DSPRITES_FILE.find(data_dir, "the dSprites file")
+
+    def build(tmp: Path) -> dict[str, Any]:
+        imgs = open_array(path, "imgs")
+        if len(imgs.shape) != 3 or imgs.shape[1:] != (64, 64):
+            raise UserError(f"{path}: 'imgs' has shape {imgs.shape}, expected (N, 64, 64)")
+        sizes = _dsprites_sizes(path, imgs.shape[0])
+        packed = cache.new_array(tmp, "images", (imgs.shape[0], 512))
+        for start, block in imgs.chunks(CHUNK_ROWS * 4):
+            if block.max(initial=0) > 1:
+                raise UserError(f"{path}: 'imgs' holds values above 1; dSprites images are 0/1")
+            packed[start : start + len(block)] = np.packbits(block.reshape(len(block), -1).astype(np.uint8), axis=1)
+        packed.flush()
+        return {"factor_sizes": list(sizes)}
+
+    arrays, meta = cache.open_cached(cache.cache_root(data_dir), "dsprites-v1", [path], build)
+    return arrays["images"], tuple(meta["factor_sizes"]), path
+
+
+def _dsprites_sizes(path: Path, n: int) -> tuple[int, ...]:
+    """Factor sizes from ``latents_classes`` (checking the original order), or the original sizes."""
+    try:
+        classes = open_array(path, "latents_classes").read_all()
+    except UserError:
+        classes = None
+    if classes is None:
+        sizes = FACTOR_SIZES
+    else:
+        if classes.shape != (n, 6):
+            raise UserError(f"{path}: 'latents_classes' has shape {classes.shape}, expected ({n}, 6)")
+        sizes = tuple(int(v) for v in classes[:, 1:].max(0) + 1)
+        if not np.array_equal(StateSpace(sizes).factors_to_index(classes[:, 1:]), np.arange(n)):
+            raise UserError(f"{path}: images are not in dSprites' original factor order")
+    if int(np.prod(sizes)) != n:
+        raise UserError(f"{path}: {n} images do not fill the factor grid {sizes}")
+    return sizes
+
+
+def file_sprites(data_dir: Path) -> tuple[SpriteSource, tuple[int, ...], dict[str, Any]]:
+    """The file's sprites as a ``SpriteSource``, its factor sizes, and the provenance of datasets built on it."""
+    packed, sizes, path = open_dsprites(data_dir)
+    space = StateSpace(sizes)
+
+    def sprites(factors: np.ndarray) -> np.ndarray:
+        rows = read_rows(packed, factors @ space.strides)
+        return np.unpackbits(rows, axis=1).reshape(len(factors), 64, 64)
+
+    return sprites, sizes, {"file": path.name}
+
+
+def _with_file_sizes(ds: DSprites, sizes: tuple[int, ...]) -> DSprites:
+    ds.factor_sizes = sizes  # the full grid for the real file; smaller test files work too
+    return ds
+
+
+def _file_loader(cls: type[DSprites]) -> Callable[[Path], GroundTruthData]:
+    def load(data_dir: Path) -> GroundTruthData:
+        sprites, sizes, prov = file_sprites(data_dir)
+        return _with_file_sizes(cls(sprites, "file", prov), sizes)
+
+    return load
+
+
+def _scream_from_file(data_dir: Path) -> GroundTruthData:
+    sprites, sizes, prov = file_sprites(data_dir)
+    texture, what = scream_texture(data_dir)
+    return _with_file_sizes(ScreamDSprites(texture, sprites, "file", {**prov, "scream_texture": what}), sizes)
+
+
+def _scream_procedural(data_dir: Path | None) -> GroundTruthData:
+    texture, what = scream_texture(data_dir)
+    return ScreamDSprites(texture, provenance={"renderer": dsprites_render.RENDERER_VERSION, "scream_texture": what})
+
+
+def _variant(cls: type[DSprites], description: str, aliases: tuple[str, ...] = ()) -> DatasetInfo:
+    return DatasetInfo(cls.name, description, procedural=lambda data_dir: cls(), file=_file_loader(cls),
+                       files=(DSPRITES_FILE,), aliases=aliases)
+
+
+DESCRIPTORS = (
+    _variant(DSprites, "dSprites: binary 2-D shapes (Matthey et al. 2017)", aliases=("dsprites",)),
+    _variant(ColorDSprites, "dSprites times a random colour per image (dlib)"),
+    _variant(NoisyDSprites, "dSprites on uniform noise (dlib)"),
+    DatasetInfo(ScreamDSprites.name, "dSprites on crops of The Scream, inverted under the sprite (dlib)",
+                procedural=_scream_procedural, file=_scream_from_file, files=(DSPRITES_FILE, SCREAM_FILE)),
+)

@@ -10,15 +10,26 @@ Colours never change the geometry, so the 8 x 4 x 15 = 480 geometries are ray-ca
 intersections, 2x2 supersampling, Lambert + ambient light, a shadow ray, a Blinn-Phong highlight) into
 per-pixel weights of the four segments (sky, floor, wall, object); every image is then a gather:
 ``rgb = sum_k weight_k * colour_k + highlight`` (research/datasets.md section 3).
+
+From files: ``3dshapes/3dshapes.h5`` (public; needs h5py) or dlib's
+``3dshapes/look-at-object-room_floor-hueXwall-hueXobj-hueXobj-sizeXobj-shapeXview-azi.npz``.
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from benchmark.data import cache
 from benchmark.data.base import GroundTruthData
+from benchmark.data.files import FileData, convert_images
+from benchmark.data.info import DataFile, DatasetInfo, RemoteFile
+from benchmark.data.readers import open_array
+from benchmark.data.state_space import StateSpace
+from benchmark.errors import UserError
 
 RENDERER_VERSION = "shapes3d-raycast-v1"
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
@@ -28,6 +39,12 @@ SCALES = np.linspace(0.75, 1.25, 8)
 SHAPES = ("cube", "cylinder", "sphere", "capsule")
 AZIMUTHS_DEG = np.linspace(-30.0, 30.0, 15)
 SKY_RGB = np.array([153, 226, 249]) / 255.0
+# size and SHA-256 of the published file: tensorflow/datasets, tensorflow_datasets/url_checksums/shapes3d.txt
+SHAPES3D_FILE = DataFile("3dshapes/3dshapes.h5", alternatives=(
+    DataFile("3dshapes/look-at-object-room_floor-hueXwall-hueXobj-hueXobj-sizeXobj-shapeXview-azi.npz", note="either"),),
+    remote=RemoteFile(url="https://storage.googleapis.com/3d-shapes/3dshapes.h5", size=267573662,
+                      sha256="0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785",
+                      source="tensorflow/datasets url_checksums/shapes3d.txt"))
 
 # scene (world units; y up; the object stands at the origin, the camera orbits the y axis)
 CAMERA_DISTANCE, CAMERA_HEIGHT, LOOK_AT_HEIGHT, FOCAL = 4.0, 1.6, 0.5, 2.2
@@ -214,3 +231,47 @@ class ProceduralShapes3D(GroundTruthData):
         rgb = np.einsum("nkhw,nkc->nchw", w, colours, optimize=True)
         rgb += table.spec[g][:, None]
         return np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
+# ------------------------------------------------------------------------------------------------
+# the real file
+
+
+def load_shapes3d(data_dir: Path) -> GroundTruthData:
+    path = SHAPES3D_FILE.find(data_dir, "the Shapes3D file (3dshapes.h5 or dlib's npz)")
+
+    def build(tmp: Path) -> dict[str, Any]:
+        reader = open_array(path, "images")
+        n = int(np.prod(reader.shape[:-3]))
+        if path.suffix in (".h5", ".hdf5"):
+            sizes = _shapes3d_sizes_from_labels(path, n)
+        else:  # dlib's npz keeps the grid in the shape
+            sizes = tuple(int(s) for s in reader.shape[:-3])
+            if len(sizes) != 6:
+                raise UserError(f"{path}: 'images' has shape {reader.shape}, expected (10, 10, 10, 8, 4, 15, 64, 64, 3)")
+        convert_images(reader, tmp, n, (64, 64, 3))
+        return {"factor_sizes": list(sizes)}
+
+    arrays, meta = cache.open_cached(cache.cache_root(data_dir), "shapes3d-v1", [path], build)
+    return FileData(ProceduralShapes3D.name, arrays["images"], FACTOR_NAMES, meta["factor_sizes"],
+                    provenance={"file": path.name})
+
+
+def _shapes3d_sizes_from_labels(path: Path, n: int) -> tuple[int, ...]:
+    """Factor sizes from the float labels (rounded: they carry noise), checking row-major order."""
+    labels = open_array(path, "labels").read_all()
+    if labels.shape != (n, 6):
+        raise UserError(f"{path}: 'labels' has shape {labels.shape}, expected ({n}, 6)")
+    classes = np.stack([np.unique(np.round(labels[:, k], 5), return_inverse=True)[1].reshape(-1)
+                        for k in range(6)], axis=1)
+    sizes = tuple(int(v) for v in classes.max(0) + 1)
+    if int(np.prod(sizes)) != n or not np.array_equal(StateSpace(sizes).factors_to_index(classes), np.arange(n)):
+        raise UserError(f"{path}: images are not in Shapes3D's factor order (floor, wall, object hue, scale, shape, orientation)")
+    return sizes
+
+
+DESCRIPTORS = (
+    DatasetInfo(ProceduralShapes3D.name,
+                "3D shapes in a room (Kim & Mnih 2018); procedural = look-alike, not the original pixels",
+                procedural=lambda data_dir: ProceduralShapes3D(), file=load_shapes3d, files=(SHAPES3D_FILE,)),
+)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from benchmark.data.base import GroundTruthData
+from benchmark.data.info import DatasetInfo
 from benchmark.data.rng import uniform
 
 
@@ -100,3 +101,14 @@ class XYObject(GroundTruthData):
 def xy_tiny() -> XYObject:
     """A 128-point grey XYObject for fast tests: x 8, y 8, scale 2 (sizes 10, 16), 64x64x1."""
     return XYObject(spacing=6, square_sizes=(10, 16), channels=1, margin=3, name="xy_tiny")
+
+
+DESCRIPTORS = (
+    DatasetInfo(IdentityData.name, "test set: observations are the normalised factors, shape (K, 1, 1)",
+                procedural=lambda data_dir: IdentityData()),
+    DatasetInfo(DummyData.name, "test set: 10 factors x 5, uniform-noise images (dlib)",
+                procedural=lambda data_dir: DummyData()),
+    DatasetInfo(XYObject.name, "test set: one coloured square, factors x, y, scale, color (disent)",
+                procedural=lambda data_dir: XYObject()),
+    DatasetInfo("xy_tiny", "test set: 128 grey squares (x 8, y 8, scale 2)", procedural=lambda data_dir: xy_tiny()),
+)

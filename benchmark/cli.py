@@ -62,6 +62,27 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("--out", default=None, help="PNG path for the sample grid")
     ds.add_argument("-n", type=int, default=16, help="number of samples")
     ds.add_argument("--seed", type=int, default=0)
+
+    data = sub.add_parser("data", help="fetch the datasets' original files")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = data_sub.add_parser(
+        "download", help="download, verify and unpack datasets' original files (resumable)",
+        description="Fetch each dataset's original files from its publisher into the data directory, "
+                    "verify them and lay them out as the loaders read them. Files already there and "
+                    "verified are skipped; an interrupted download resumes on the next run. Exit "
+                    "codes: 0 all present, 1 some file failed (each failure is one line), 2 bad input.")
+    dl.add_argument("names", nargs="*", metavar="NAME", help="datasets to fetch, or 'all'")
+    dl.add_argument("--for-spec", default=None, metavar="SPEC",
+                    help="also every dataset that a study spec reads from files")
+    dl.add_argument("--data-dir", default=None,
+                    help="where to put them (default: $BENCHMARK_DATA, then $DISENTANGLEMENT_LIB_DATA)")
+    dl.add_argument("--url-base", default=None, metavar="URL",
+                    help="fetch every file from a mirror with the same layout instead of the "
+                         "publishers (default: $BENCHMARK_DATA_URL_BASE)")
+    dl.add_argument("--retries", type=int, default=3,
+                    help="resume a cut transfer up to N times before giving up (default: 3)")
+    dl.add_argument("--dry-run", action="store_true",
+                    help="list each file, its URL and whether it is present; fetch nothing")
     return p
 
 
@@ -69,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": cmd_run, "status": cmd_status, "figures": cmd_figures,
-                "datasets": cmd_datasets}[args.command](args)
+                "datasets": cmd_datasets, "data": cmd_data}[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -110,7 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         failed = set(store.failures())
         jobs = [j for j in jobs if j.job_id not in failed]
     done = store.done_ids()
-    _check_datasets([j for j in jobs if j.job_id not in done], args.data_dir)
+    try:
+        _check_datasets([j for j in jobs if j.job_id not in done], args.data_dir)
+    except FilesToFetch as exc:
+        from benchmark.data.sources import download_command
+
+        fetch = download_command(["--for-spec", args.spec], exc.where)
+        raise UserError(f"{exc}; download it with: {fetch}") from None
     executor = _executor(args)
     store.root.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(store.root / "spec.yaml", Path(args.spec).read_bytes())
@@ -127,12 +154,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+class FilesToFetch(UserError):
+    """A dataset's files are missing or damaged and ``benchmark data download`` fetches them;
+    ``where`` is the --data-dir its command needs (None: the default one is set)."""
+
+    def __init__(self, message: str, where: str | None):
+        super().__init__(message)
+        self.where = where
+
+
 def _check_datasets(jobs, data_dir: str | None) -> None:
-    """Opens each dataset once before any job starts, so a missing file is one error, not 12,600."""
-    from benchmark.data import get_dataset
+    """Opens each dataset once before any job starts, so a missing file is one error, not 12,600.
+
+    Raises ``FilesToFetch`` for a file-based dataset that a download would repair (``cmd_run``
+    names the command), the loader's ``UserError`` otherwise.
+    """
+    from benchmark.data import descriptor, get_dataset
+    from benchmark.data.registry import resolve_data_dir
+    from benchmark.data.sources import dataset_status
 
     for name, source in sorted({(j.dataset, j.dataset_source) for j in jobs}):
-        get_dataset(name, source, data_dir)
+        try:
+            get_dataset(name, source, data_dir)
+        except UserError as exc:
+            root = resolve_data_dir(data_dir)
+            if source != "file" or not descriptor(name).remote_files() or dataset_status(name, root) == "present":
+                raise
+            raise FilesToFetch(str(exc), data_dir if data_dir else ("DIR" if root is None else None)) from None
 
 
 def _executor(args: argparse.Namespace):
@@ -210,21 +258,72 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from benchmark.data.catalog import describe_datasets, write_sample_grid
 
     if args.name is None:
+        from benchmark.data.registry import resolve_data_dir
+        from benchmark.data.sources import dataset_status, download_command, downloadable
+
         rows = describe_datasets(args.data_dir)
+        root = resolve_data_dir(args.data_dir)
+        status = {r["name"]: dataset_status(r["name"], root) for r in rows}
         width = max(len(r["name"]) for r in rows)
         print(f"{'dataset':<{width}}  {'factors (sizes)':<58}  {'C,H,W':<9}  sources      files")
         for r in rows:
             factors = ", ".join(f"{n} {k}" for n, k in zip(r["factor_names"], r["factor_sizes"]))
             shape = ",".join(map(str, r["observation_shape"]))
-            files = ("present" if r["files_present"] else "missing") if "file" in r["sources"] else "-"
             print(f"{r['name']:<{width}}  {factors:<58}  {shape:<9}  "
-                  f"{'+'.join(r['sources']):<11}  {files}")
+                  f"{'+'.join(r['sources']):<11}  {status[r['name']] or '-'}")
+        published = downloadable()
+        lacking = [n for n in published if status[n] in ("missing", "corrupt")]
+        if lacking:
+            where = args.data_dir or ("DIR" if root is None else None)
+            names = ["all"] if lacking == published else lacking
+            print(f"to fetch the missing files: {download_command(names, where)}")
         return 0
     out = args.out or f"{args.name}_samples.png"
     write_sample_grid(args.name, out, source=args.source, data_dir=args.data_dir, n=args.n,
                       seed=args.seed)
     print(out)
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from benchmark.data.download import file_status, resolve_url_base, source_url, target_path
+    from benchmark.data.registry import resolve_data_dir
+    from benchmark.data.sources import download, published_files
+
+    names = list(args.names)
+    if args.for_spec:
+        from benchmark.spec import load_spec
+
+        names += [d.name for d in load_spec(args.for_spec).canonical_datasets() if d.source == "file"]
+        if not names:
+            print(f"{args.for_spec} reads no dataset from files: nothing to download", file=sys.stderr)
+            return 0
+    if not names:
+        raise UserError("name the datasets to download (or 'all'), or pass --for-spec SPEC")
+    if args.retries < 0:
+        raise UserError(f"--retries must be at least 0, got {args.retries}")
+    root = resolve_data_dir(args.data_dir)
+    if root is None:
+        raise UserError("where to put the files? pass --data-dir or set $BENCHMARK_DATA")
+    files = published_files(names)  # unknown names, or none with files to fetch: one line, exit 2
+    if args.dry_run:
+        base = resolve_url_base(args.url_base)
+        for f in files:
+            what = f"{target_path(f)}/ ({f.remote.count} files)" if f.remote.unpack == "tar" else f.relpath
+            print(f"{file_status(f, root):<10}  {what}  <-  {source_url(f, base)}")
+        return 0
+
+    def report(outcome) -> None:
+        if outcome.ok:
+            print(f"{outcome.file.mirror_path}: {outcome.message}", file=sys.stderr)
+        else:
+            print(f"error: {outcome.message}", file=sys.stderr)
+
+    outcomes = download(names, root, args.url_base, retries=args.retries, report=report)
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes)} files in {root}: {len(outcomes) - len(failed)} present, "
+          f"{len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ described once, by a ``DatasetInfo`` next to its family's code (``info.py``, ``r
 """
 
 from benchmark.data.base import GroundTruthData
-from benchmark.data.info import DataFile, DatasetInfo
+from benchmark.data.info import DataFile, DatasetInfo, RemoteFile
 from benchmark.data.registry import (
     DATASETS,
     SOURCES,
@@ -24,6 +24,7 @@ __all__ = [
     "DataFile",
     "DatasetInfo",
     "GroundTruthData",
+    "RemoteFile",
     "StateSpace",
     "as_rng",
     "available_sources",

@@ -22,7 +22,7 @@ import numpy as np
 from benchmark.data import cache, dsprites_render
 from benchmark.data.base import GroundTruthData
 from benchmark.data.files import CHUNK_ROWS, read_rows
-from benchmark.data.info import DataFile, DatasetInfo
+from benchmark.data.info import DataFile, DatasetInfo, RemoteFile, image_at_least
 from benchmark.data.readers import open_array
 from benchmark.data.rng import integers, uniform
 from benchmark.data.state_space import StateSpace
@@ -32,10 +32,22 @@ SpriteSource = Callable[[np.ndarray], np.ndarray]  # factors (n, 5) -> uint8 (n,
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
+# The publisher's repository gives no digest; this MD5 is the one several independent dSprites
+# loaders pin (e.g. latte and vaetc), so it is trusted.
 DSPRITES_FILE = DataFile("dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
                          alternatives=(DataFile("dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5",
-                                                shown=False),))
-SCREAM_FILE = DataFile("scream/scream.jpg", note="optional: else a generated texture", optional=True)
+                                                shown=False),),
+                         remote=RemoteFile(
+                             url="https://github.com/deepmind/dsprites-dataset/raw/master/"
+                                 "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+                             md5="7da33b31b13a06f4b04a70402ce90c2e",
+                             source="MD5 agreed by independent dSprites loaders (no publisher digest)"))
+# The Scream (Munch 1893, public domain), as dlib fetched it from Wikimedia Commons. The file there
+# may be re-uploaded, so no digest: the check is that it is an image big enough to crop 64x64 from.
+SCREAM_FILE = DataFile("scream/scream.jpg", note="optional: else a generated texture", optional=True,
+                       remote=RemoteFile(url="https://upload.wikimedia.org/wikipedia/commons/f/f4/The_Scream.jpg",
+                                         check=image_at_least(64, 64),
+                                         source="content check (Wikimedia file, no pinned digest)"))
 
 
 class DSprites(GroundTruthData):

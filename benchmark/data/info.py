@@ -2,21 +2,86 @@
 
 Each family module (``dsprites``, ``shapes3d``, ``smallnorb``, ``cars3d``, ``mpi3d``, ``synthetic``)
 defines the descriptors of its datasets next to its code as ``DESCRIPTORS``; ``registry`` only
-collects them. Names, aliases, sources, the ``benchmark datasets`` row and the expected files of a
-dataset all come from its descriptor, so a new dataset is one descriptor plus one import.
+collects them. Names, aliases, sources, the ``benchmark datasets`` row, the expected files of a
+dataset and where each file is published (``RemoteFile``, fetched by ``download.py``) all come from
+its descriptor, so a new dataset is one descriptor plus one import.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+import numpy as np
 
 from benchmark.data.base import GroundTruthData
+from benchmark.data.readers import NpzMember
 from benchmark.errors import UserError
 
 #: where a dataset's observations come from: rendered here, or read from the user's files
 SOURCES = ("procedural", "file")
+#: how a downloaded file becomes the ``DataFile``: as is, gunzipped, or the matching members of a tar
+UNPACK = ("none", "gunzip", "tar")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """Where a ``DataFile`` is published and how to check the download (``download.py`` fetches it).
+
+    ``size`` / ``sha256`` / ``md5`` describe the downloaded bytes (None: unknown); ``check(path)``
+    inspects the content where no digest is trustworthy (raises ValueError on a bad file);
+    ``source`` cites where the size and digest come from. ``unpack`` "gunzip" writes the
+    decompressed file; "tar" takes the archive members matching ``members`` (``count`` of them)
+    into the ``DataFile``'s folder by base name (its ``relpath`` is then a glob of that folder).
+    """
+
+    url: str
+    size: int | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    unpack: str = "none"
+    members: str = ""
+    count: int | None = None
+    check: Callable[[Path], None] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.unpack not in UNPACK:
+            raise ValueError(f"{self.url}: unpack must be one of {UNPACK}, got {self.unpack!r}")
+        if (self.unpack == "tar") != bool(self.members):
+            raise ValueError(f"{self.url}: a tar record, and only one, names the members to keep")
+
+
+def npz_array(key: str, shape: tuple[int, ...], dtype: str) -> Callable[[Path], None]:
+    """A content check: the npz holds ``key`` with this shape and dtype (its header only is read)."""
+
+    def check(path: Path) -> None:
+        arr = NpzMember(path, key)
+        if arr.shape != shape or arr.dtype != np.dtype(dtype):
+            raise ValueError(f"{key!r} is {arr.shape} {arr.dtype}, expected {shape} {dtype}")
+
+    return check
+
+
+def image_at_least(width: int, height: int) -> Callable[[Path], None]:
+    """A content check: a readable image of at least ``width`` x ``height`` pixels."""
+
+    def check(path: Path) -> None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                img.verify()
+            with Image.open(path) as img:
+                w, h = img.size
+        except (UnidentifiedImageError, SyntaxError) as exc:
+            raise ValueError(f"not a readable image ({exc})") from None
+        if w < width or h < height:
+            raise ValueError(f"{w}x{h} pixels, expected at least {width}x{height}")
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -27,7 +92,7 @@ class DataFile:
     present when anything under the data directory matches it. ``alternatives`` are files that serve
     instead (e.g. dlib's Shapes3D npz); listings show those with ``shown``. ``note`` is appended to
     the path in listings. An ``optional`` file is not needed for the dataset to count as present.
-    (Per-file download facts, url / size / sha256, belong in this record too.)
+    ``remote`` says where the file is published (``benchmark data download`` fetches it).
     """
 
     relpath: str
@@ -35,6 +100,20 @@ class DataFile:
     note: str = ""
     optional: bool = False
     shown: bool = True
+    remote: RemoteFile | None = None
+
+    def __post_init__(self) -> None:
+        if self.remote is not None and (self.remote.unpack == "tar") != self.is_glob:
+            raise ValueError(f"{self.relpath}: a tar download fills a folder glob; any other fills one path")
+
+    @property
+    def mirror_path(self) -> str:
+        """Where a mirror (``--url-base``) serves the published file: this file's folder and the URL's
+        file name (e.g. ``small_norb/<name>.mat.gz``); also where the download is kept meanwhile."""
+        if self.remote is None:
+            raise ValueError(f"{self.relpath} is not published anywhere known")
+        name = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(self.remote.url).path)).name
+        return str(PurePosixPath(self.relpath).parent / name)
 
     @property
     def is_glob(self) -> bool:
@@ -100,6 +179,10 @@ class DatasetInfo:
     def expected_files(self) -> list[str]:
         """Where the files go, relative to the data directory (each file, then its shown alternatives)."""
         return [g.label() for f in self.files for g in (f, *f.alternatives) if g is f or g.shown]
+
+    def remote_files(self) -> tuple[DataFile, ...]:
+        """The files ``benchmark data download`` fetches for this dataset (optional ones too)."""
+        return tuple(f for f in self.files if f.remote is not None)
 
     def files_present(self, data_dir: Path | None) -> bool:
         """Whether every file the file source needs is in ``data_dir`` (found, not read)."""

@@ -26,7 +26,7 @@ import numpy as np
 from benchmark.data import cache
 from benchmark.data.base import GroundTruthData
 from benchmark.data.files import FileData, convert_images
-from benchmark.data.info import DataFile, DatasetInfo
+from benchmark.data.info import DataFile, DatasetInfo, RemoteFile
 from benchmark.data.readers import open_array
 from benchmark.data.state_space import StateSpace
 from benchmark.errors import UserError
@@ -39,8 +39,12 @@ SCALES = np.linspace(0.75, 1.25, 8)
 SHAPES = ("cube", "cylinder", "sphere", "capsule")
 AZIMUTHS_DEG = np.linspace(-30.0, 30.0, 15)
 SKY_RGB = np.array([153, 226, 249]) / 255.0
+# size and SHA-256 of the published file: tensorflow/datasets, tensorflow_datasets/url_checksums/shapes3d.txt
 SHAPES3D_FILE = DataFile("3dshapes/3dshapes.h5", alternatives=(
-    DataFile("3dshapes/look-at-object-room_floor-hueXwall-hueXobj-hueXobj-sizeXobj-shapeXview-azi.npz", note="either"),))
+    DataFile("3dshapes/look-at-object-room_floor-hueXwall-hueXobj-hueXobj-sizeXobj-shapeXview-azi.npz", note="either"),),
+    remote=RemoteFile(url="https://storage.googleapis.com/3d-shapes/3dshapes.h5", size=267573662,
+                      sha256="0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785",
+                      source="tensorflow/datasets url_checksums/shapes3d.txt"))
 
 # scene (world units; y up; the object stands at the origin, the camera orbits the y axis)
 CAMERA_DISTANCE, CAMERA_HEIGHT, LOOK_AT_HEIGHT, FOCAL = 4.0, 1.6, 0.5, 2.2

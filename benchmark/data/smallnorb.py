@@ -14,7 +14,7 @@ import numpy as np
 from benchmark.data import cache
 from benchmark.data.base import GroundTruthData
 from benchmark.data.files import FileData
-from benchmark.data.info import DataFile, DatasetInfo
+from benchmark.data.info import DataFile, DatasetInfo, RemoteFile
 from benchmark.data.readers import read_norb_matrix
 from benchmark.data.state_space import StateSpace
 from benchmark.errors import UserError
@@ -22,7 +22,27 @@ from benchmark.errors import UserError
 NORB_TEMPLATE = "small_norb/smallnorb-{}-{}.mat"
 NORB_CHUNKS = ("5x46789x9x18x6x2x96x96-training", "5x01235x9x18x6x2x96x96-testing")
 NORB_KINDS = ("dat", "cat", "info")
-NORB_FILES = tuple(DataFile(NORB_TEMPLATE.format(c, k)) for c in NORB_CHUNKS for k in NORB_KINDS)
+# Published gzipped by NYU; sizes and SHA-256 of the .gz files from tensorflow/datasets,
+# tensorflow_datasets/url_checksums/smallnorb.txt.
+NORB_URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
+_NORB_GZ = {  # (chunk, kind) -> (size, sha256) of smallnorb-<chunk>-<kind>.mat.gz
+    (NORB_CHUNKS[0], "dat"): (131896188, "5ffd6272a07d32695ee1082a26a41a93a37aab8c28da047f8c34ed348d214873"),
+    (NORB_CHUNKS[0], "cat"): (348, "2784e542c1922060691090952b6cd6278879a216c90f81476f0f00256d42cdaa"),
+    (NORB_CHUNKS[0], "info"): (71052, "de7eb932ebe7a4ee16217fead60660d0eb3d23632c2f4d1c51f88c501c17bf32"),
+    (NORB_CHUNKS[1], "dat"): (130799817, "cf7104eed3e51174d2f65b66d1e5878b9da233b886f161b0d88f4510ba2c7474"),
+    (NORB_CHUNKS[1], "cat"): (347, "ecaf6d5bb8c3bc5eab9cf0258f6d2198dd474e016e374836fc097f2e5ff509ff"),
+    (NORB_CHUNKS[1], "info"): (10428, "16adf314226327ee006d1a44db8cfef52773c06c829951d5653a9f6f310248a2"),
+}
+
+
+def _norb_file(chunk: str, kind: str) -> DataFile:
+    rel = NORB_TEMPLATE.format(chunk, kind)
+    size, sha = _NORB_GZ[chunk, kind]
+    return DataFile(rel, remote=RemoteFile(url=NORB_URL + Path(rel).name + ".gz", size=size, sha256=sha,
+                                           unpack="gunzip", source="tensorflow/datasets url_checksums/smallnorb.txt"))
+
+
+NORB_FILES = tuple(_norb_file(c, k) for c in NORB_CHUNKS for k in NORB_KINDS)
 NORB_NAMES = ("category", "instance", "elevation", "azimuth", "lighting")
 NORB_SIZES = (5, 10, 9, 18, 6)  # of the released files (the loader reads them from the files)
 #: dlib: category, elevation, azimuth, lighting are the factors; the instance is drawn at random

@@ -112,8 +112,9 @@ def _load_jobs(spec_path: str, data_dir: str | None = None):
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.spec import select
 
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    for flag, value in (("--workers", args.workers), ("--chunk-size", args.chunk_size)):
+        if value is not None and value < 1:  # checked here for every executor, naming the flag
+            raise UserError(f"{flag} must be at least 1, got {value}")
     if args.data_dir and not Path(args.data_dir).is_dir():
         raise UserError(f"--data-dir {args.data_dir} is not a directory")
     spec, jobs = _load_jobs(args.spec, args.data_dir)

@@ -11,9 +11,9 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.schema import provenance_json
 from benchmark.settings import TrainingSettings
 from benchmark.spec import Job, canonical_json
@@ -22,19 +22,11 @@ from benchmark.store import ResultsStore, format_exception, now_utc, versions
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class JobOutcome:
-    job_id: str
-    status: str  # "done" | "skipped" | "failed"
-    reason: str = ""
-    seconds: float = 0.0
-
-
 def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | None = None) -> JobOutcome:
     """Trains and evaluates `job` unless its rows are already in `store`; never raises for a job's
     own failure: that is recorded in the store and returned as a failed outcome."""
     if store.is_done(job.job_id):
-        return JobOutcome(job.job_id, "skipped")
+        return JobOutcome(job.job_id, Status.SKIPPED)
     t0 = time.perf_counter()
     try:
         rows = _train_and_evaluate(job, store, progress)
@@ -42,14 +34,14 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
         from benchmark.training import Diverged
 
         reason, tb = format_exception(exc)
-        kind = "diverged" if isinstance(exc, Diverged) else "error"
+        kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
         extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
         store.write_failure(job.job_id, reason, kind=kind, traceback=tb, **extra)
-        return JobOutcome(job.job_id, "failed", reason, time.perf_counter() - t0)
+        return JobOutcome(job.job_id, Status.FAILED, reason, time.perf_counter() - t0)
     for row in rows:
         row["job_seconds"] = time.perf_counter() - t0
     store.write_rows(job.job_id, rows, job.param_columns)
-    return JobOutcome(job.job_id, "done", seconds=time.perf_counter() - t0)
+    return JobOutcome(job.job_id, Status.DONE, seconds=time.perf_counter() - t0)
 
 
 def _train_and_evaluate(

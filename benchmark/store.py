@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
+from benchmark.outcomes import FailureKind
 from benchmark.schema import rows_schema
 
 
@@ -120,7 +121,8 @@ class ResultsStore:
             try:
                 out[p.stem] = json.loads(p.read_text())
             except (OSError, json.JSONDecodeError):
-                out[p.stem] = {"job_id": p.stem, "reason": "unreadable failure record", "kind": "error"}
+                out[p.stem] = {"job_id": p.stem, "reason": "unreadable failure record",
+                               "kind": FailureKind.ERROR.value}
         return out
 
     def status(self, job_ids: Iterable[str]) -> StoreStatus:
@@ -147,12 +149,13 @@ class ResultsStore:
         return path
 
     def write_failure(
-        self, job_id: str, reason: str, kind: str = "error", traceback: str | None = None, **extra: Any
+        self, job_id: str, reason: str, kind: FailureKind = FailureKind.ERROR,
+        traceback: str | None = None, **extra: Any
     ) -> Path:
         record = {
             "job_id": job_id,
             "reason": " ".join(reason.split()) or "unknown error",
-            "kind": kind,
+            "kind": FailureKind(kind).value,
             "traceback": traceback or "",
             "failed_at": now_utc().isoformat(),
             **extra,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.allocator import MALLOC_ENV
+from benchmark.allocator import MALLOC_ENV, apply_worker_env
 from benchmark.errors import UserError
 from benchmark.models import METHODS, validate_params
 from benchmark.models.architectures import init_weights
@@ -48,26 +48,26 @@ class Diverged(Exception):
         self.message = message
 
 
-# --------------------------------------------------------------------------- allocator (perf.md §2)
+# --------------------------------------------------------------------------- allocator
 
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+# mallopt's parameter numbers (glibc malloc.h) for the variables of MALLOC_ENV.
+_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_THRESHOLD_": -3}
 _INT_MAX = 2**31 - 1
 
 
 def configure_allocator() -> dict[str, bool]:
-    """Stop glibc returning freed activation buffers to the OS every step (research/perf.md §2: page
-    faults made steps 1.3-10x slower). Sets the env vars (inherited by child processes started
+    """Stop glibc returning freed activation buffers to the OS every step (docs/performance.md:
+    page faults made steps 1.3-10x slower). Sets the env vars (inherited by child processes started
     afterwards) and applies the same settings to this process with `mallopt`. Idempotent; a no-op
     outside glibc. Returns {"env": ..., "mallopt": ...}: what was applied."""
-    for k, v in MALLOC_ENV.items():
-        os.environ.setdefault(k, v)
+    apply_worker_env()
     applied = False
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6")
-            ok = [libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024),
-                  libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX),  # mallopt takes an int: ~2 GiB
-                  libc.mallopt(_M_TOP_PAD, 256 * 1024 * 1024)]
+            # mallopt takes an int: the 16 GiB trim threshold becomes ~2 GiB here.
+            ok = [libc.mallopt(_MALLOPT[key], min(int(value), _INT_MAX))
+                  for key, value in MALLOC_ENV.items()]
             applied = all(r == 1 for r in ok)
         except (OSError, AttributeError):
             applied = False

@@ -13,25 +13,14 @@ import json
 import os
 import socket
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.jobs import JobOutcome
+from benchmark.executors.base import JobFn
+from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Job, Resources
 from benchmark.store import ResultsStore, format_exception, now_utc
-
-JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
-
-
-def default_job_fn() -> JobFn:
-    """`benchmark.jobs.run_job`, looked up when an executor is built (not when this module is
-    imported), so that it is always the current one."""
-    from benchmark import jobs
-
-    return jobs.run_job
 
 
 def study_resources(jobs: Sequence[Job]) -> Resources:
@@ -73,8 +62,8 @@ def run_logged(job_fn: JobFn, job: Job, store: ResultsStore, where: str) -> JobO
             except Exception as exc:  # noqa: BLE001 - recorded, the rest of the chunk goes on
                 reason, tb = format_exception(exc)
                 sys.stderr.write(tb)
-                store.write_failure(job.job_id, reason, kind="error", traceback=tb)
-                outcome = JobOutcome(job.job_id, "failed", reason)
+                outcome = record_failure(store, job.job_id, reason, FailureKind.ERROR,
+                                         traceback=tb)
         log.write(f"--- {now_utc().isoformat()} job {job.job_id}: {outcome.status} "
                   f"{outcome.reason}\n")
     return outcome
@@ -99,13 +88,6 @@ class _redirect_output:
         for fd, saved in zip((1, 2), self.saved):
             os.dup2(saved, fd)
             os.close(saved)
-
-
-@dataclass
-class Finished:
-    job_id: str
-    status: str  # "done" | "failed"
-    reason: str = ""
 
 
 class StoreFollower:
@@ -133,22 +115,21 @@ class StoreFollower:
             pass
         return out
 
-    def poll(self) -> list[Finished]:
+    def poll(self) -> list[JobOutcome]:
         if not self.pending:
             return []
         finished = []
         done = self.store.done_ids() & self.pending
         for jid in done:
-            finished.append(Finished(jid, "done"))
+            finished.append(JobOutcome(jid, Status.DONE))
         self.pending -= done
         failures = self._failure_signatures()
         for jid in sorted(self.pending & set(failures)):
             if self._old_failures.get(jid) == failures[jid]:
                 continue
-            finished.append(Finished(jid, "failed", self._reason(jid)))
+            finished.append(JobOutcome(jid, Status.FAILED, self._reason(jid)))
             self.pending.discard(jid)
         return finished
-
 
     def _reason(self, job_id: str) -> str:
         try:
@@ -156,11 +137,3 @@ class StoreFollower:
         except (OSError, ValueError):
             return "failed (unreadable failure record)"
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

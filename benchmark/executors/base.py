@@ -1,12 +1,43 @@
-"""The executor interface: submit jobs, follow them, report what finished and what failed."""
+"""The executor flow, owned here once: skip the jobs already done, start the rest, follow them to
+an outcome each, and stop cleanly on Ctrl-C or SIGTERM. A back-end says only how to start its jobs
+(`_start`), how to learn which have finished (`_poll`), what to do on Ctrl-C (`_interrupt`) and
+how to let go of what it started (`_close`); the shape follows submitit's `Executor`.
+"""
 
 from __future__ import annotations
 
+import signal
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+from tqdm import tqdm
+
+from benchmark.errors import UserError
+from benchmark.outcomes import JobOutcome, Status
 from benchmark.spec import Job
 from benchmark.store import ResultsStore
+
+JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
+"""What runs one job on a worker: `benchmark.jobs.run_job`, or a stand-in in the tests."""
+
+
+def default_job_fn() -> JobFn:
+    """`benchmark.jobs.run_job`, looked up when an executor is built (not when this module is
+    imported), so that it is always the current one."""
+    from benchmark import jobs
+
+    return jobs.run_job
+
+
+def at_least_one(name: str, value: int | None) -> int | None:
+    """`value` when it is None or positive; else a one-line UserError naming the argument."""
+    if value is not None and value < 1:
+        raise UserError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 @dataclass
@@ -16,18 +47,17 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)  # job_id -> reason
     interrupted: bool = False
 
-    def record(self, job_id: str, status: str, reason: str = "") -> None:
-        """Counts one job's outcome: "done", "skipped" or anything else (a failure with `reason`)."""
-        if status == "done":
-            self.done.append(job_id)
-        elif status == "skipped":
-            self.skipped.append(job_id)
+    def record(self, outcome: JobOutcome) -> None:
+        if outcome.status is Status.DONE:
+            self.done.append(outcome.job_id)
+        elif outcome.status is Status.SKIPPED:
+            self.skipped.append(outcome.job_id)
         else:
-            self.failed[job_id] = reason
+            self.failed[outcome.job_id] = outcome.reason
 
     @property
     def exit_code(self) -> int:
-        """DESIGN.md §2: 0 when every job is done, 1 when some failed; 130 on Ctrl-C."""
+        """0 when every job is done, 1 when some failed; 130 on Ctrl-C (as a shell reports it)."""
         if self.interrupted:
             return 130
         return 1 if self.failed else 0
@@ -35,7 +65,92 @@ class RunSummary:
 
 class Executor(ABC):
     name: str = "?"
+    poll_timeout: float = 0.5  # the longest `_poll` waits: how often the bar and Ctrl-C are seen
+
+    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
+        """Runs every job not already done in `store`; returns when each has an outcome, or on
+        Ctrl-C / SIGTERM (then `interrupted` is set and unfinished jobs resume on the next run)."""
+        summary = RunSummary()
+        done_already = store.done_ids()
+        todo = []
+        for job in jobs:
+            if job.job_id in done_already:
+                summary.record(JobOutcome(job.job_id, Status.SKIPPED))
+            else:
+                todo.append(job)
+        if not todo:
+            return summary
+        try:
+            self._start(todo, store)
+            self._follow(len(todo), todo[0].study, summary, show_progress)
+        finally:
+            self._close(summary.interrupted)
+        return summary
+
+    def _follow(self, total: int, study: str, summary: RunSummary, show_progress: bool) -> None:
+        bar = tqdm(total=total, unit="job", disable=not show_progress, dynamic_ncols=True,
+                   desc=study)
+        remaining = total  # not bar.n: a disabled bar does not count
+        try:
+            with _sigterm_as_interrupt():
+                while remaining > 0:
+                    for outcome in self._poll(self.poll_timeout):
+                        summary.record(outcome)
+                        remaining -= 1
+                        if outcome.status is Status.FAILED:
+                            bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
+                        bar.set_description_str(
+                            f"{len(summary.done)} done, {len(summary.failed)} failed, "
+                            f"{remaining} remaining", refresh=False)
+                        bar.update(1)
+                    status = self._status()
+                    if status:
+                        bar.set_postfix_str(status[:80], refresh=False)
+                    bar.refresh()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            bar.write(f"interrupted: {self._interrupt()}")
+        finally:
+            bar.close()
+
+    # -- what a back-end supplies -----------------------------------------------------------
+    @abstractmethod
+    def _start(self, todo: list[Job], store: ResultsStore) -> None:
+        """Checks the jobs can run here and launches them (or arranges to, as workers free up).
+        Bad input is a UserError raised before anything is launched."""
 
     @abstractmethod
-    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
-        """Runs every job not already done in `store`; returns when all have finished or failed."""
+    def _poll(self, timeout: float) -> list[JobOutcome]:
+        """Waits at most about `timeout` seconds; returns the outcomes learnt since the last call
+        (failure records already written), launching more jobs if the back-end paces them."""
+
+    def _status(self) -> str | None:
+        """A short line for the progress bar (the last progress message, the queue); None keeps
+        the previous one."""
+        return None
+
+    @abstractmethod
+    def _interrupt(self) -> str:
+        """On Ctrl-C: stops what must stop; returns what happens to the unfinished jobs."""
+
+    @abstractmethod
+    def _close(self, interrupted: bool) -> None:
+        """Lets go of what `_start` set up (also when it failed half-way)."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` or a scheduler's SIGTERM stops a run like Ctrl-C (only the main thread can catch
+    signals; a run in another thread keeps the process's handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

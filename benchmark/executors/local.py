@@ -11,22 +11,16 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import threading
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from tqdm import tqdm
-
-from benchmark.allocator import MALLOC_ENV
-from benchmark.executors.base import Executor, RunSummary
-from benchmark.jobs import JobOutcome, run_job
+from benchmark.allocator import apply_worker_env
+from benchmark.executors.base import Executor, JobFn, at_least_one, default_job_fn
+from benchmark.outcomes import FailureKind, JobOutcome, record_failure
 from benchmark.spec import Job
 from benchmark.store import ResultsStore
-
-JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
 
 
 def available_cores() -> int:
@@ -56,7 +50,7 @@ def _init_worker(threads: int, progress_queue: Any) -> None:
     _progress_queue = progress_queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     _die_with_parent()
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    apply_worker_env(threads)  # before torch starts OpenMP
     import torch
 
     torch.set_num_threads(threads)
@@ -77,98 +71,78 @@ def _run_in_worker(job_fn: JobFn, job: Job, store_root: str) -> JobOutcome:
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, workers: int | None = None, job_fn: JobFn = run_job):
-        self.workers = max(1, workers or available_cores())
+    def __init__(self, workers: int | None = None, job_fn: JobFn | None = None):
+        self.workers = at_least_one("workers", workers) or available_cores()
         self.threads = max(1, available_cores() // self.workers)
-        self.job_fn = job_fn
+        self.job_fn = job_fn or default_job_fn()
+        self._manager: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
-    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
-        summary = RunSummary()
-        done_already = store.done_ids()
-        todo = deque()
-        for job in jobs:
-            (summary.skipped.append(job.job_id) if job.job_id in done_already else todo.append(job))
-        if not todo:
-            return summary
-        for key, value in MALLOC_ENV.items():  # read by glibc when a worker starts
-            os.environ.setdefault(key, value)
-        ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation is unsafe
-        manager = ctx.Manager()
-        messages = manager.Queue()
-        bar = tqdm(total=len(todo), unit="job", disable=not show_progress, dynamic_ncols=True,
-                   desc=f"{store.root.name}")
-        pool = self._new_pool(ctx, messages)
-        inflight: dict[Future, Job] = {}
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous_term = signal.getsignal(signal.SIGTERM)
-        if main_thread:  # `kill` or a scheduler's SIGTERM: stop like Ctrl-C
-            signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            while todo or inflight:
-                while todo and len(inflight) < self.workers:
-                    job = todo.popleft()
-                    inflight[pool.submit(_run_in_worker, self.job_fn, job, str(store.root))] = job
-                finished, _ = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(messages, bar)
-                broken = False
-                for fut in finished:
-                    job = inflight.pop(fut)
-                    try:
-                        outcome = fut.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        reason = "worker process died (killed by a signal or out of memory)"
-                        store.write_failure(job.job_id, reason, kind="worker_died")
-                        outcome = JobOutcome(job.job_id, "failed", reason)
-                    except Exception as exc:  # noqa: BLE001 - e.g. a job that cannot be pickled
-                        reason = f"{type(exc).__name__}: {exc}"
-                        store.write_failure(job.job_id, reason, kind="error")
-                        outcome = JobOutcome(job.job_id, "failed", reason)
-                    _record(summary, outcome, bar)
-                if broken:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = self._new_pool(ctx, messages)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            bar.write("interrupted: stopping workers; finished jobs are saved, unfinished ones resume "
-                      "from their last checkpoint on the next run")
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGTERM, previous_term)
-            pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
-            bar.close()
-            manager.shutdown()
-        return summary
+    def _start(self, todo: list[Job], store: ResultsStore) -> None:
+        apply_worker_env()  # glibc reads the malloc settings when a worker starts
+        self._ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation is unsafe
+        self._manager = self._ctx.Manager()
+        self._messages = self._manager.Queue()
+        self._message: str | None = None
+        self._store = store
+        self._todo = deque(todo)
+        self._inflight: dict[Future, Job] = {}
+        self._pool = self._new_pool()
 
-    def _new_pool(self, ctx: Any, messages: Any) -> ProcessPoolExecutor:
+    def _poll(self, timeout: float) -> list[JobOutcome]:
+        assert self._pool is not None
+        while self._todo and len(self._inflight) < self.workers:
+            job = self._todo.popleft()
+            future = self._pool.submit(_run_in_worker, self.job_fn, job, str(self._store.root))
+            self._inflight[future] = job
+        finished, _ = wait(self._inflight, timeout=timeout, return_when=FIRST_COMPLETED)
+        self._drain()
+        outcomes, broken = [], False
+        for future in finished:
+            job = self._inflight.pop(future)
+            try:
+                outcomes.append(future.result())
+            except BrokenProcessPool:
+                broken = True
+                outcomes.append(record_failure(
+                    self._store, job.job_id,
+                    "worker process died (killed by a signal or out of memory)",
+                    FailureKind.WORKER_DIED))
+            except Exception as exc:  # noqa: BLE001 - e.g. a job that cannot be pickled
+                outcomes.append(record_failure(self._store, job.job_id,
+                                               f"{type(exc).__name__}: {exc}", FailureKind.ERROR))
+        if broken:  # the pool cannot be used again: the jobs still queued go to a new one
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return outcomes
+
+    def _status(self) -> str | None:
+        return self._message
+
+    def _interrupt(self) -> str:
+        for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        return ("stopping workers; finished jobs are saved, unfinished ones resume from their "
+                "last checkpoint on the next run")
+
+    def _close(self, interrupted: bool) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+            self._pool = None
+        if self._manager is not None:
+            self._manager.shutdown()
+            self._manager = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-            initargs=(self.threads, messages),
+            max_workers=self.workers, mp_context=self._ctx, initializer=_init_worker,
+            initargs=(self.threads, self._messages),
         )
 
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _drain(messages: Any, bar: tqdm) -> None:
-    last = None
-    while True:
-        try:
-            last = messages.get_nowait()
-        except (queue.Empty, OSError, EOFError):
-            break
-    if last:
-        bar.set_postfix_str(last[:80])
-
-
-def _record(summary: RunSummary, outcome: JobOutcome, bar: tqdm) -> None:
-    summary.record(outcome.job_id, outcome.status, outcome.reason)
-    if outcome.job_id in summary.failed:
-        bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
-    bar.set_description_str(
-        f"{len(summary.done)} done, {len(summary.failed)} failed, "
-        f"{bar.total - bar.n - 1} remaining", refresh=False)
-    bar.update(1)
+    def _drain(self) -> None:
+        """Keeps the newest progress message the workers sent."""
+        while True:
+            try:
+                self._message = self._messages.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                break

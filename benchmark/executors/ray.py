@@ -20,18 +20,11 @@ import socket
 from collections import deque
 from typing import Any
 
-from tqdm import tqdm
-
+from benchmark.allocator import worker_env
 from benchmark.errors import UserError
-from benchmark.executors._cluster import (
-    JobFn,
-    default_job_fn,
-    one_line,
-    run_logged,
-    study_resources,
-)
-from benchmark.executors.base import Executor, RunSummary
-from benchmark.jobs import JobOutcome
+from benchmark.executors._cluster import one_line, run_logged, study_resources
+from benchmark.executors.base import Executor, JobFn, at_least_one, default_job_fn
+from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Job, Resources
 from benchmark.store import ResultsStore
 
@@ -120,7 +113,7 @@ def _use_loopback() -> bool:
 
 def _follow_loopback_cluster(port: int) -> None:
     """A cluster that listens on loopback only (started with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
-    as research/cluster.md recommends on a shared machine) is reachable at 127.0.0.1 but not at
+    so that a head on a shared machine is not open to the network) is reachable at 127.0.0.1 but not at
     the routable address Ray would rewrite 127.0.0.1 to, where ray.init would retry for about a
     quarter of an hour: keep this driver on loopback too."""
     constants = _ray_clusters_enabled()
@@ -137,16 +130,6 @@ def _follow_loopback_cluster(port: int) -> None:
                             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 for this driver too") from None
     except Exception:  # noqa: BLE001 - Ray's private API moved: let ray.init decide
         return
-
-
-def _worker_env() -> dict[str, str]:
-    """Environment the job's workers need: the driver's import path and the allocator settings."""
-    from benchmark.allocator import MALLOC_ENV
-
-    env = dict(MALLOC_ENV)
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    return env
 
 
 class RayExecutor(Executor):
@@ -168,27 +151,29 @@ class RayExecutor(Executor):
         except ImportError:
             raise UserError("--executor ray needs Ray: pip install "
                             "'disentanglement-benchmark[ray]'") from None
-        if max_running is not None and max_running < 1:
-            raise UserError(f"--workers must be at least 1, got {max_running}")
+        self.max_running = at_least_one("max_running", max_running)
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         if self.address == "local":
             self.address = None
         if self.address is not None:
             check_reachable(self.address, connect_timeout)
-        self.max_running = max_running
         self.num_cpus = num_cpus
         self.job_fn = job_fn or default_job_fn()
         self.init_kwargs = init_kwargs or {}
+        self._started = False
 
-    def _connect(self) -> bool:
+    def _connect(self, threads: int) -> bool:
         """Connects to (or starts) Ray; True when this call started the connection."""
         import ray
 
         if ray.is_initialized():
             return False
+        env = worker_env(threads)
+        if os.environ.get("PYTHONPATH"):  # the workers import this copy of the package
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         kwargs: dict[str, Any] = {
             "log_to_driver": False,  # each job's output is in logs/<job_id>.log
-            "runtime_env": {"env_vars": _worker_env()},
+            "runtime_env": {"env_vars": env},
             **self.init_kwargs,
         }
         if self.address is None:
@@ -225,93 +210,71 @@ class RayExecutor(Executor):
                         f"{res.gpus_per_job} GPUs and {res.mem_gb:g} GB memory (the largest has "
                         f"{have}); change resources in the spec")
 
-    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
-        summary = RunSummary()
-        done_already = store.done_ids()
-        todo: deque[Job] = deque()
-        for job in jobs:
-            (summary.skipped.append(job.job_id) if job.job_id in done_already else todo.append(job))
-        if not todo:
-            return summary
-        res = study_resources(list(todo))
+    def _start(self, todo: list[Job], store: ResultsStore) -> None:
+        res = study_resources(todo)
         store.root.mkdir(parents=True, exist_ok=True)
-        started = self._connect()
-        try:
-            import ray
-
-            self._check_feasible(res)
-            remote = ray.remote(_ray_task)
-            options = {"num_cpus": res.cpus_per_job, "num_gpus": res.gpus_per_job,
-                       "memory": int(res.mem_gb * GIB), "max_retries": res.max_retries,
-                       "retry_exceptions": False}
-
-            def task(job: Job) -> Any:
-                return remote.options(name=f"benchmark:{job.job_id}", **options).remote(
-                    self.job_fn, job, str(store.root))
-
-            self._follow(task, todo, store, res, summary, show_progress)
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
-        return summary
-
-    def _follow(self, task: Any, todo: deque[Job], store: ResultsStore, res: Resources,
-                summary: RunSummary, show_progress: bool) -> None:
+        self._started = self._connect(res.cpus_per_job)
         import ray
 
-        bar = tqdm(total=len(todo), unit="job", disable=not show_progress, dynamic_ncols=True,
-                   desc=todo[0].study)
-        inflight: dict[Any, Job] = {}
-        try:
-            while todo or inflight:
-                while todo and (self.max_running is None or len(inflight) < self.max_running):
-                    job = todo.popleft()
-                    inflight[task(job)] = job
-                ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0.5)
-                for ref in ready:
-                    job = inflight.pop(ref)
-                    self._record(self._outcome(ref, job, store, res), store, summary, bar)
-                bar.set_postfix_str(f"ray: {len(inflight)} submitted", refresh=False)
-                bar.refresh()
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            for ref in inflight:
-                ray.cancel(ref, force=True)
-            bar.write(f"interrupted: {len(inflight)} running jobs stopped; finished jobs are saved, "
-                      "the others resume from their last checkpoint on the next run")
-        finally:
-            bar.close()
+        self._check_feasible(res)
+        remote = ray.remote(_ray_task)
+        options = {"num_cpus": res.cpus_per_job, "num_gpus": res.gpus_per_job,
+                   "memory": int(res.mem_gb * GIB), "max_retries": res.max_retries,
+                   "retry_exceptions": False}
+        self._launch = lambda job: remote.options(name=f"benchmark:{job.job_id}", **options).remote(
+            self.job_fn, job, str(store.root))
+        self._store = store
+        self._res = res
+        self._todo = deque(todo)
+        self._inflight: dict[Any, Job] = {}
 
-    @staticmethod
-    def _outcome(ref: Any, job: Job, store: ResultsStore, res: Resources) -> JobOutcome:
+    def _poll(self, timeout: float) -> list[JobOutcome]:
+        import ray
+
+        while self._todo and (self.max_running is None or len(self._inflight) < self.max_running):
+            job = self._todo.popleft()
+            self._inflight[self._launch(job)] = job
+        ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=timeout)
+        return [self._outcome(ref, self._inflight.pop(ref)) for ref in ready]
+
+    def _status(self) -> str | None:
+        return f"ray: {len(self._inflight)} submitted"
+
+    def _interrupt(self) -> str:
+        import ray
+
+        for ref in self._inflight:
+            ray.cancel(ref, force=True)
+        return (f"{len(self._inflight)} running jobs stopped; finished jobs are saved, the others "
+                "resume from their last checkpoint on the next run")
+
+    def _close(self, interrupted: bool) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def _outcome(self, ref: Any, job: Job) -> JobOutcome:
+        """The job's outcome from its task, with the failures only the driver can see recorded."""
         import ray
         from ray import exceptions as rex
 
+        store = self._store
         try:
-            return ray.get(ref)
+            outcome = ray.get(ref)
         except rex.RayError as exc:
-            died = (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError)
-            if isinstance(exc, died):
-                kind = "worker_died"
-                reason = (f"Ray worker died {res.max_retries + 1} times running this job: "
-                          f"{type(exc).__name__}: {one_line(str(exc), 200)}")
-            else:
-                kind = "error"
-                reason = f"{type(exc).__name__}: {one_line(str(exc), 200)}"
-            store.write_failure(job.job_id, reason, kind=kind)
-            return JobOutcome(job.job_id, "failed", reason)
-
-    @staticmethod
-    def _record(outcome: JobOutcome, store: ResultsStore, summary: RunSummary, bar: tqdm) -> None:
-        if outcome.status == "done" and not store.is_done(outcome.job_id):
-            reason = (f"a worker finished the job but its rows are not in {store.root}: the "
-                      "results folder must be on a filesystem the Ray workers share")
-            store.write_failure(outcome.job_id, reason, kind="not_shared")
-            outcome = JobOutcome(outcome.job_id, "failed", reason)
-        summary.record(outcome.job_id, outcome.status, outcome.reason)
-        if outcome.job_id in summary.failed:
-            bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
-        bar.update(1)
-
+            if isinstance(exc, (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError)):
+                return record_failure(
+                    store, job.job_id,
+                    f"Ray worker died {self._res.max_retries + 1} times running this job: "
+                    f"{type(exc).__name__}: {one_line(str(exc), 200)}", FailureKind.WORKER_DIED)
+            return record_failure(store, job.job_id,
+                                  f"{type(exc).__name__}: {one_line(str(exc), 200)}",
+                                  FailureKind.ERROR)
+        if outcome.status is Status.DONE and not store.is_done(outcome.job_id):
+            return record_failure(
+                store, outcome.job_id,
+                f"a worker finished the job but its rows are not in {store.root}: the results "
+                "folder must be on a filesystem the Ray workers share", FailureKind.NOT_SHARED)
+        return outcome

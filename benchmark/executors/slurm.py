@@ -30,20 +30,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
+from benchmark.allocator import worker_env
 from benchmark.errors import UserError
 from benchmark.executors._cluster import (
-    Finished,
-    JobFn,
     StoreFollower,
     chunks,
-    default_job_fn,
     one_line,
     run_logged,
     study_resources,
 )
-from benchmark.executors.base import Executor, RunSummary
+from benchmark.executors.base import Executor, JobFn, at_least_one, default_job_fn
+from benchmark.outcomes import FailureKind, JobOutcome, record_failure
 from benchmark.spec import Job, Resources
 from benchmark.store import ResultsStore, atomic_write_bytes, now_utc
 
@@ -58,18 +55,14 @@ class SlurmChunk:
     because finished jobs are skipped and training resumes from its own checkpoints.
     """
 
-    def __call__(self, jobs: list[Job], store_root: str, job_fn: JobFn) -> list[tuple[str, str, str]]:
+    def __call__(self, jobs: list[Job], store_root: str, job_fn: JobFn) -> list[JobOutcome]:
         store = ResultsStore(store_root)
         env = os.environ
         task = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
                 if "SLURM_ARRAY_JOB_ID" in env else env.get("SLURM_JOB_ID", "?"))
         where = (f"slurm task {task} (job {env.get('SLURM_JOB_ID', '?')}, "
                  f"restart {env.get('SLURM_RESTART_COUNT', '0')})")
-        outcomes = []
-        for job in jobs:
-            outcome = run_logged(job_fn, job, store, where)
-            outcomes.append((outcome.job_id, outcome.status, outcome.reason))
-        return outcomes
+        return [run_logged(job_fn, job, store, where) for job in jobs]
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from submitit.helpers import DelayedSubmission
@@ -105,20 +98,23 @@ def read_arrays(store: ResultsStore) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r.get("submitted_at", ""))
 
 
+def _ask(command: list[str], timeout: float) -> str | None:
+    """The output of a Slurm command; None when it cannot run, times out or fails."""
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def queue_states(study: str) -> dict[str, str] | None:
     """Slurm id ("123_4", or "123" for a job that is not an array) -> state of this study's tasks
     that are still queued, running or being requeued; None when squeue does not answer."""
-    try:
-        proc = subprocess.run(
-            ["squeue", "-h", "-r", "-u", _user(), "-n", job_name(study), "-o", "%i %T"],
-            capture_output=True, text=True, timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
+    out = _ask(["squeue", "-h", "-r", "-u", _user(), "-n", job_name(study), "-o", "%i %T"], 60)
+    if out is None:
         return None
     states = {}
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         parts = line.split()
         if len(parts) == 2:
             states[parts[0]] = parts[1]
@@ -140,22 +136,13 @@ def active_jobs(store: ResultsStore) -> dict[str, tuple[str, str]]:
 
 def _final_state(slurm_id: str) -> str:
     """Slurm's final state of a task (best effort: accounting may lag or be off)."""
-    try:
-        proc = subprocess.run(["sacct", "-n", "-P", "-X", "-j", slurm_id, "-o", "State,ExitCode"],
-                              capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    return lines[-1].replace("|", ", exit code ") if proc.returncode == 0 and lines else "unknown"
+    out = _ask(["sacct", "-n", "-P", "-X", "-j", slurm_id, "-o", "State,ExitCode"], 30)
+    lines = [ln for ln in (out or "").splitlines() if ln.strip()]
+    return lines[-1].replace("|", ", exit code ") if lines else "unknown"
 
 
 def _max_array_size() -> int:
-    try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
-                             timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return DEFAULT_MAX_ARRAY_SIZE
-    for line in out.splitlines():
+    for line in (_ask(["scontrol", "show", "config"], 30) or "").splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "MaxArraySize":
             try:
@@ -166,14 +153,8 @@ def _max_array_size() -> int:
 
 
 def _partitions() -> list[str] | None:
-    try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True,
-                              timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
-        return None
-    return sorted({p.strip() for p in proc.stdout.split() if p.strip()})
+    out = _ask(["sinfo", "-h", "-o", "%R"], 60)
+    return None if out is None else sorted({p.strip() for p in out.split() if p.strip()})
 
 
 def _sbatch_error(exc: BaseException) -> str:
@@ -206,42 +187,34 @@ class SlurmExecutor(Executor):
             if shutil.which(command) is None:
                 raise UserError(f"--executor slurm: '{command}' was not found on PATH (run on a "
                                 "Slurm login node, or use --executor local)")
-        if chunk_size is not None and chunk_size < 1:
-            raise UserError(f"--chunk-size must be at least 1, got {chunk_size}")
-        if max_running is not None and max_running < 1:
-            raise UserError(f"--workers must be at least 1, got {max_running}")
-        self.chunk_size = chunk_size
-        self.max_running = max_running
+        self.chunk_size = at_least_one("chunk_size", chunk_size)
+        self.max_running = at_least_one("max_running", max_running)
         self.poll_interval = poll_interval
+        self.poll_timeout = min(1.0, poll_interval)
         self.ended_grace = ended_grace
         self.job_fn = job_fn or default_job_fn()
         self.python = python
         self.submitted: list[dict[str, Any]] = []  # this run's submission records
 
     # -- the driver -------------------------------------------------------------------------
-    def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
-        summary = RunSummary()
-        done_already = store.done_ids()
-        todo = []
-        for job in jobs:
-            (summary.skipped.append(job.job_id) if job.job_id in done_already else todo.append(job))
-        if not todo:
-            return summary
+    def _start(self, todo: list[Job], store: ResultsStore) -> None:
         resources = study_resources(todo)
         self._check_partition(resources.partition)
-        study = todo[0].study
-        follower = StoreFollower(store, [j.job_id for j in todo])
-
-        tasks = self._reattach(store, study, {j.job_id for j in todo})
-        attached = {jid for jids in tasks.values() for jid in jids}
+        self._store = store
+        self._study = todo[0].study
+        # Before submitting: a failure record older than this run is not this run's outcome.
+        self._follower = StoreFollower(store, [j.job_id for j in todo])
+        self._ended: dict[str, float] = {}  # Slurm id -> when it was first seen gone from the queue
+        self._next_check = 0.0
+        self._queue: str | None = None
+        self._tasks = self._reattach(store, self._study, {j.job_id for j in todo})
+        attached = {jid for jids in self._tasks.values() for jid in jids}
         new = [j for j in todo if j.job_id not in attached]
         if attached:
-            print(f"slurm: reattached to {len(tasks)} queued or running tasks holding "
+            print(f"slurm: reattached to {len(self._tasks)} queued or running tasks holding "
                   f"{len(attached)} jobs", file=sys.stderr)
         if new:
-            tasks.update(self.submit(new, store, resources))
-        self._follow(store, study, tasks, follower, summary, show_progress)
-        return summary
+            self._tasks.update(self.submit(new, store, resources))
 
     def _check_partition(self, partition: str | None) -> None:
         if partition is None:
@@ -323,10 +296,7 @@ class SlurmExecutor(Executor):
                 f"reattaches to them; `scancel {ids}` stops them)")
 
     def _parameters(self, study: str, res: Resources) -> dict[str, Any]:
-        from benchmark.allocator import MALLOC_ENV
-
-        setup = [f"export OMP_NUM_THREADS={res.cpus_per_job}"]
-        setup += [f"export {k}={v}" for k, v in MALLOC_ENV.items()]
+        setup = [f"export {k}={v}" for k, v in worker_env(res.cpus_per_job).items()]
         setup += list(res.sbatch_setup)
         params: dict[str, Any] = {
             "name": job_name(study),
@@ -351,65 +321,53 @@ class SlurmExecutor(Executor):
             params["slurm_additional_parameters"] = dict(res.sbatch_extra)
         return params
 
-    def _follow(self, store: ResultsStore, study: str, tasks: dict[str, list[str]],
-                follower: StoreFollower, summary: RunSummary, show_progress: bool) -> None:
-        bar = tqdm(total=len(follower.pending), unit="job", disable=not show_progress,
-                   dynamic_ncols=True, desc=study)
-        ended: dict[str, float] = {}  # Slurm id -> when it was first seen gone from the queue
-        next_check = 0.0
-        try:
-            while follower.pending:
-                self._record(follower.poll(), summary, bar)
-                now = time.monotonic()
-                if now >= next_check:
-                    next_check = now + self.poll_interval
-                    states = queue_states(study)
-                    if states is not None:
-                        for slurm_id, job_ids in tasks.items():
-                            if slurm_id in states:
-                                ended.pop(slurm_id, None)
-                            elif follower.pending.intersection(job_ids):
-                                ended.setdefault(slurm_id, now)
-                        running = sum(s == "RUNNING" for s in states.values())
-                        bar.set_postfix_str(f"slurm: {running} running, "
-                                            f"{len(states) - running} queued", refresh=False)
-                for slurm_id, since in list(ended.items()):
-                    if now - since >= self.ended_grace:
-                        self._record(follower.poll(), summary, bar)  # rows may have just landed
-                        self._lost(store, slurm_id, tasks[slurm_id], follower, summary, bar)
-                        del ended[slurm_id]
-                if follower.pending:
-                    bar.refresh()
-                    time.sleep(min(1.0, self.poll_interval))
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            live = sorted({sid.split("_")[0] for sid, jids in tasks.items()
-                           if follower.pending.intersection(jids)})
-            bar.write(f"interrupted: {len(follower.pending)} jobs stay queued or running on Slurm "
-                      f"(jobs {' '.join(live)}); `benchmark run` again reattaches to them, "
-                      f"`scancel {' '.join(live)}` stops them")
-        finally:
-            bar.close()
+    def _poll(self, timeout: float) -> list[JobOutcome]:
+        follower = self._follower
+        outcomes = follower.poll()
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.poll_interval
+            states = queue_states(self._study)
+            if states is not None:
+                for slurm_id, job_ids in self._tasks.items():
+                    if slurm_id in states:
+                        self._ended.pop(slurm_id, None)
+                    elif follower.pending.intersection(job_ids):
+                        self._ended.setdefault(slurm_id, now)
+                running = sum(s == "RUNNING" for s in states.values())
+                self._queue = f"slurm: {running} running, {len(states) - running} queued"
+        for slurm_id, since in list(self._ended.items()):
+            if now - since >= self.ended_grace:
+                outcomes += follower.poll()  # rows may have just landed
+                outcomes += self._lost(slurm_id)
+                del self._ended[slurm_id]
+        if not outcomes and follower.pending:
+            time.sleep(timeout)
+        return outcomes
 
-    def _lost(self, store: ResultsStore, slurm_id: str, job_ids: list[str],
-              follower: StoreFollower, summary: RunSummary, bar: tqdm) -> None:
+    def _status(self) -> str | None:
+        return self._queue
+
+    def _interrupt(self) -> str:
+        pending = self._follower.pending
+        live = sorted({sid.split("_")[0] for sid, jids in self._tasks.items()
+                       if pending.intersection(jids)})
+        return (f"{len(pending)} jobs stay queued or running on Slurm (jobs {' '.join(live)}); "
+                f"`benchmark run` again reattaches to them, `scancel {' '.join(live)}` stops them")
+
+    def _close(self, interrupted: bool) -> None:
+        """Nothing to let go of: the arrays run on without this driver, which only reads."""
+
+    def _lost(self, slurm_id: str) -> list[JobOutcome]:
         """Records the jobs of a task that left the queue without finishing them."""
-        lost = [j for j in job_ids if j in follower.pending]
+        lost = [j for j in self._tasks[slurm_id] if j in self._follower.pending]
         if not lost:
-            return
+            return []
         state = _final_state(slurm_id)
+        root = self._store.root
         reason = (f"Slurm task {slurm_id} ended ({state}) before this job finished; see "
-                  f"{store.root / 'slurm' / slurm_id} and logs/<job_id>.log (if the job did finish "
+                  f"{root / 'slurm' / slurm_id} and logs/<job_id>.log (if the job did finish "
                   f"there, the results folder is not on a filesystem shared with the nodes)")
-        for job_id in lost:
-            store.write_failure(job_id, reason, kind="slurm_task_ended", slurm_id=slurm_id)
-            follower.pending.discard(job_id)
-        self._record([Finished(j, "failed", reason) for j in lost], summary, bar)
-
-    @staticmethod
-    def _record(finished: list[Finished], summary: RunSummary, bar: tqdm) -> None:
-        for f in finished:
-            summary.record(f.job_id, "done" if f.status == "done" else "failed", f.reason)
-            if f.status != "done":
-                bar.write(f"job {f.job_id} failed: {f.reason}")
-            bar.update(1)
+        self._follower.pending.difference_update(lost)
+        return [record_failure(self._store, job_id, reason, FailureKind.SLURM_TASK_ENDED,
+                               slurm_id=slurm_id) for job_id in lost]

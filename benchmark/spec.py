@@ -274,7 +274,7 @@ def load_spec(path: str | Path) -> StudySpec:
 
 def _check_names(spec: StudySpec, path: Path) -> None:
     from benchmark.data import DATASETS, available_sources
-    from benchmark.metrics import METRICS
+    from benchmark.metrics.registry import METRICS
 
     for entry in spec.dataset_entries():
         if entry.name not in DATASETS:
@@ -319,7 +319,7 @@ def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
 
     evaluation = spec.evaluation.model_dump()
     if evaluation["metrics"] == "all":
-        from benchmark.metrics import default_metrics
+        from benchmark.metrics.registry import default_metrics
 
         # Hashed into every job id: "all" must stay today's set (opt-in metrics are not in it).
         evaluation["metrics"] = sorted(default_metrics())

@@ -296,7 +296,7 @@ def _check_names(spec: StudySpec, path: Path) -> None:
 
 def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
     """The study's jobs, datasets varying slowest and seeds fastest (disentanglement_lib's order)."""
-    from benchmark.models import METHODS, validate_params
+    from benchmark.models.registry import METHODS, validate_params
 
     settings: list[tuple[str, dict[str, Any]]] = []
     for method, raw_params in spec.methods.items():

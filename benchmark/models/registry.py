@@ -62,12 +62,16 @@ METHODS: dict[str, MethodSpec] = {
         "AnnealedVAE (Burgess et al. 2018): γ·|KL − C|, C ramped linearly."),
     "factor_vae": MethodSpec(
         "factor_vae",
-        lambda ctx, p: _lazy("vae").FactorVAE(ctx, p["gamma"], p["shuffle"], p["steps_per_iteration"]),
+        lambda ctx, p: _lazy("vae").FactorVAE(ctx, p["gamma"], p["shuffle"], p["steps_per_iteration"],
+                                              p["discriminator_learning_rate"]),
         {"gamma": Param(10.0, float, minimum=_POS, doc="weight of the TC term"),
          "shuffle": Param("same_batch", str, choices=("same_batch", "second_batch"),
                           doc="dlib permutes the same batch; Kim & Mnih a second batch"),
          "steps_per_iteration": Param(2, int, choices=(1, 2),
-                                      doc="global steps per iteration: dlib 2, paper 1")},
+                                      doc="global steps per iteration: dlib 2, paper 1"),
+         "discriminator_learning_rate": Param(1e-4, float, minimum=1e-12,
+                                              doc="discriminator's Adam rate, fixed in dlib's study "
+                                                  "whatever the VAE's learning_rate")},
         "FactorVAE (Kim & Mnih 2018): KL + γ·TC, TC from a density-ratio discriminator."),
     "dip_vae_i": MethodSpec(
         "dip_vae_i",

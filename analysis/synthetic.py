@@ -63,8 +63,10 @@ def job_rows(study: str, dataset: str, method: str, hp: dict[str, float], seed: 
     q = float(rng.uniform())
     strength = float(next(iter(hp.values()), 1.0))
     kl = np.sort(rng.gamma(2.0, 1.0 / np.log2(1 + strength), NUM_LATENT))[::-1]
+    recon = 90.0 + 40 * q
     records = [("train", k, v, None) for k, v in (
-        [("elbo", -100.0 - 50 * q), ("reconstruction_loss", 90.0 + 40 * q),
+        # elbo as dlib's train_results: -(reconstruction + KL).
+        [("elbo", -(recon + float(kl.sum()))), ("reconstruction_loss", recon),
          ("kl_loss", float(kl.sum())), ("regularizer", float(kl.sum()) * strength),
          ("loss", 100.0)] + [(f"kl_dim_{i}", float(v)) for i, v in enumerate(kl)])]
     scores = _scores(q, rng)

@@ -58,7 +58,7 @@ def scaled(n: int, scale: float) -> int:
 
 def plans(scale: float) -> tuple[dict, dict]:
     """(our overrides, dlib overrides) per metric: study sizes times ``scale``."""
-    from benchmark.metrics import METRICS
+    from benchmark.metrics.registry import METRICS
 
     ours, dlib = {}, {}
     for name in DLIB + OURS_ONLY:

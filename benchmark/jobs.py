@@ -51,7 +51,7 @@ def _train_and_evaluate(
     from sklearn.exceptions import ConvergenceWarning
 
     from benchmark.data import get_dataset
-    from benchmark.metrics import get_metric
+    from benchmark.metrics.registry import get_metric
     from benchmark.metrics.suite import evaluate
     from benchmark.training import train
 

@@ -257,7 +257,7 @@ def load_spec(path: str | Path) -> StudySpec:
 
 def _check_names(spec: StudySpec, path: Path) -> None:
     from benchmark.data import DATASETS, available_sources
-    from benchmark.metrics import METRICS
+    from benchmark.metrics.registry import METRICS
 
     for entry in spec.dataset_entries():
         if entry.name not in DATASETS:
@@ -279,7 +279,7 @@ def _check_names(spec: StudySpec, path: Path) -> None:
 
 def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
     """The study's jobs, datasets varying slowest and seeds fastest (disentanglement_lib's order)."""
-    from benchmark.models import METHODS, validate_params
+    from benchmark.models.registry import METHODS, validate_params
 
     settings: list[tuple[str, dict[str, Any]]] = []
     for method, raw_params in spec.methods.items():
@@ -302,7 +302,7 @@ def expand(spec: StudySpec, data_dir: str | None = None) -> list[Job]:
 
     evaluation = spec.evaluation.model_dump()
     if evaluation["metrics"] == "all":
-        from benchmark.metrics import default_metrics
+        from benchmark.metrics.registry import default_metrics
 
         # Hashed into every job id: "all" must stay today's set (opt-in metrics are not in it).
         evaluation["metrics"] = sorted(default_metrics())

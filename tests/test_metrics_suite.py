@@ -195,3 +195,40 @@ def test_grid_lookup_encodes_each_combination_at_most_once():
     evaluate(data, {"m": rep}, 0, metrics=["mig"], overrides=ov)
     probe = 16  # is_deterministic encodes 8 rows twice
     assert len(seen) - probe == len(set(seen[probe:])) <= 30  # only the distinct drawn rows
+
+
+def test_irs_accepts_dlibs_batch_size_without_changing_scores(write_spec):
+    # dlib's compute_irs(..., batch_size=16): its encoding batch, which changes no score here.
+    from conftest import tiny_spec
+
+    from benchmark.spec import expand, load_spec
+
+    data = IdentityData((3, 4, 5))
+    assert METRICS["irs"].defaults["batch_size"] == 16
+    base = compute_metric("irs", data, flat, 0, num_train=300)
+    assert compute_metric("irs", data, flat, 0, num_train=300, batch_size=7) == base
+    ov = {"irs": {"num_train": 300}}
+    rows = evaluate(data, {"mean": flat}, 0, metrics=["irs"], overrides=ov)
+    ov["irs"]["batch_size"] = 5
+    assert [(r["key"], r["value"]) for r in evaluate(data, {"mean": flat}, 0, metrics=["irs"],
+                                                     overrides=ov)] == [(r["key"], r["value"]) for r in rows]
+    with pytest.raises(UserError, match="batch_size must be a positive integer"):
+        compute_metric("irs", data, flat, 0, num_train=300, batch_size=0)
+    spec = tiny_spec(evaluation={"metrics": ["irs"], "overrides": {"irs": {"batch_size": 16}}})
+    assert expand(load_spec(write_spec(spec)))[0].evaluation["overrides"] == {"irs": {"batch_size": 16}}
+
+
+def test_reading_the_registries_imports_neither_torch_nor_sklearn():
+    # Validating and expanding a spec (``--dry-run``) reads METRICS and METHODS: it must stay light.
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys; from benchmark.spec import expand, load_spec; "
+            "from benchmark.metrics import METRICS, default_metrics; "
+            "jobs = expand(load_spec(sys.argv[1])); "
+            "print(len(jobs), sorted(m for m in ('torch', 'sklearn', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "study_specs" / "unsupervised.yaml")],
+                         check=True, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "12600 []"

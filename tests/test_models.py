@@ -14,6 +14,7 @@ from benchmark.models.architectures import (
     init_weights,
     tf_same_padding,
 )
+from benchmark.models.base import BuildContext
 
 
 def test_tf_same_padding_matches_tensorflow_rule():
@@ -72,6 +73,19 @@ def test_validate_params_fills_defaults():
     assert validate_params("dip_vae_i", {})["lambda_d_factor"] == 10.0
     assert validate_params("dip_vae_ii", {})["lambda_d_factor"] == 1.0
     assert validate_params("factor_vae", {})["shuffle"] == "same_batch"
+    assert validate_params("factor_vae", {})["discriminator_learning_rate"] == 1e-4
+
+
+def test_factor_vae_discriminator_rate_is_its_own():
+    # dlib's study fixes the discriminator's Adam rate at 1e-4 whatever the VAE's learning rate.
+    ctx = BuildContext((1, 16, 16), 3, "fc", "bernoulli", learning_rate=1e-3, batch_size=8)
+    for params, rate in [({}, 1e-4), ({"discriminator_learning_rate": 3e-5}, 3e-5)]:
+        system = METHODS["factor_vae"].build(ctx, validate_params("factor_vae", params))
+        opts = system.make_optimizers()
+        assert opts["vae"].param_groups[0]["lr"] == 1e-3
+        assert opts["discriminator"].param_groups[0]["lr"] == rate
+    with pytest.raises(UserError, match="discriminator_learning_rate"):
+        validate_params("factor_vae", {"discriminator_learning_rate": 0.0})
 
 
 @pytest.mark.parametrize("method,params,match", [

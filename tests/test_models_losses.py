@@ -96,6 +96,21 @@ def test_objective_regularizers():
         2.0 - 5.0 * LN2, abs=1e-4)
 
 
+def test_beta_tc_vae_is_dlibs_objective():
+    # dlib's BetaTCVAE.regularizer, transcribed: kl + (beta - 1) * total_correlation, whose
+    # minibatch-weighted estimate drops the log(N*M) constants (vae.py, `total_correlation`).
+    g = torch.Generator().manual_seed(2)
+    z, mean, logvar = (torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    kl = T(1.5, dtype=torch.float64)
+    zj, mi, lvi = z[:, None], mean[None], logvar[None]
+    log_qz_prob = -0.5 * (math.log(2 * math.pi) + lvi + (zj - mi) ** 2 * torch.exp(-lvi))
+    log_qz_product = torch.logsumexp(log_qz_prob, dim=1).sum(dim=1)
+    log_qz = torch.logsumexp(log_qz_prob.sum(dim=2), dim=1)
+    dlib = kl + (4.0 - 1.0) * (log_qz - log_qz_product).mean()
+    ours = BetaTCVAE(CTX, beta=4.0).regularizer(kl, mean, logvar, z, 0)
+    assert ours.item() == pytest.approx(dlib.item(), rel=1e-10)
+
+
 def test_shuffle_codes_permutes_each_dimension_independently():
     z = torch.arange(40.0).view(20, 2)
     s = losses.shuffle_codes(z, torch.Generator().manual_seed(0))

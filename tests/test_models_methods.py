@@ -108,3 +108,17 @@ def test_raw_pixels_and_untrained_encoder():
     assert untrained.steps == 0
     np.testing.assert_array_equal(untrained.represent("mean")(obs), vae0.represent("mean")(obs))
     assert "kl_dim_0" in untrained.summary
+
+
+def test_untrained_encoder_samples_but_pca_does_not():
+    # The untrained encoder keeps its random log-variance head: "sampled" is not its mean, unlike
+    # the deterministic baselines (README, Models and training).
+    d = Squares(16, 4)
+    obs = d.sample_observations(6, 0)
+    cfg = TrainConfig(steps=0, eval_batches=1, batch_size=8, num_latent=4, fit_samples=64)
+    untrained = train("untrained_encoder", {}, d, seed=3, config=cfg)
+    assert untrained.has_posterior
+    assert not np.allclose(untrained.represent("sampled", seed=0)(obs), untrained.represent("mean")(obs))
+    pca = train("pca", {}, d, seed=3, config=cfg)
+    assert not pca.has_posterior
+    np.testing.assert_array_equal(pca.represent("sampled", seed=0)(obs), pca.represent("mean")(obs))

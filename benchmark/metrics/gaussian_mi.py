@@ -40,13 +40,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from benchmark.errors import UserError
 from benchmark.metrics.aam_mmig import aam_from_mutual_info, mmig_from_mutual_info
 from benchmark.metrics.mig import mig_from_mutual_info
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_NUM_SAMPLES = 10_000  # Chen et al.'s reference code
 CHUNK_ELEMENTS = 1 << 24  # log-densities held at once (64 MiB in float32)
@@ -96,6 +99,8 @@ def log_aggregate_densities(mean: np.ndarray, logvar: np.ndarray, sizes: tuple[i
     whose factor k equals draw i's own value. Computed in float32 (log-densities, then logsumexp,
     which is stable), in chunks of draws so that at most ``chunk_elements`` densities are held.
     """
+    import torch  # here, not at the top: the registry reads DEFAULT_NUM_SAMPLES without torch
+
     n, d = mean.shape
     k = len(sizes)
     # (D, N) layout: the reductions run over the contiguous last axes.

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import UserError
-from benchmark.metrics import METRICS, default_metrics, get_metric, run_metric, run_posterior_metric
+from benchmark.metrics.api import run_metric, run_posterior_metric
+from benchmark.metrics.registry import METRICS, default_metrics, get_metric
 from benchmark.metrics.sampling import (
     FactorEncoder,
     GaussianEncoder,
@@ -39,21 +40,6 @@ from benchmark.metrics.shared import shared_work
 
 MAX_GRID = 2_000_000  # grid rows we keep a code table for (dSprites: 737,280)
 POSTERIOR = "posterior"  # the representation column of the posterior metrics' rows
-
-
-def encode_budget(metrics: Mapping[str, dict[str, Any]]) -> int:
-    """Observations the requested metrics would encode without a grid lookup."""
-    n_train = max((get_metric(m).sample_sizes(p)[0] for m, p in metrics.items()
-                   if get_metric(m).needs_samples), default=0)
-    n_test = max((get_metric(m).sample_sizes(p)[1] for m, p in metrics.items()
-                  if get_metric(m).needs_samples), default=0)
-    total = n_train + n_test
-    for m, p in metrics.items():
-        if m == "beta_vae":
-            total += 2 * p["batch_size"] * (p["num_train"] + p["num_eval"])
-        elif m == "factor_vae":
-            total += p["num_variance_estimate"] + p["batch_size"] * (p["num_train"] + p["num_eval"])
-    return total
 
 
 def evaluate(data, represents: Mapping[str, Callable[[np.ndarray], np.ndarray]], seed: int,

@@ -1,101 +1,10 @@
 """Models of the study and of the seed papers, selectable by name.
 
 `METHODS[name]` is a `MethodSpec` (hyperparameters with defaults and a builder);
-`validate_params(method, params)` returns the full, checked hyperparameter dict.
+`validate_params(method, params)` returns the full, checked hyperparameter dict. Both live in
+`benchmark.models.registry`.
 """
 
-from __future__ import annotations
-
-import importlib
-
-from benchmark.models.registry import MethodSpec, Param, validate_params
-
-_POS = 0.0  # minimum for weights that must not be negative
-
-
-def _lazy(module: str):
-    """The module, imported on first build: listing or validating methods needs neither torch nor
-    sklearn, so `benchmark run --dry-run` of the 12,600-job study stays fast."""
-    return importlib.import_module(f"benchmark.models.{module}")
-
-
-METHODS: dict[str, MethodSpec] = {
-    "beta_vae": MethodSpec(
-        "beta_vae", lambda ctx, p: _lazy("vae").GaussianVAE(ctx, beta=p["beta"]),
-        {"beta": Param(1.0, float, minimum=_POS, doc="weight of the KL term")},
-        "β-VAE (Higgins et al. 2017): reconstruction + β·KL."),
-    "vae": MethodSpec(
-        "vae", lambda ctx, p: _lazy("vae").GaussianVAE(ctx, beta=1.0), {},
-        "Plain VAE (Kingma & Welling 2014): β-VAE with β = 1."),
-    "annealed_vae": MethodSpec(
-        "annealed_vae",
-        lambda ctx, p: _lazy("vae").AnnealedVAE(ctx, p["gamma"], p["c_max"], p["iteration_threshold"]),
-        {"c_max": Param(25.0, float, minimum=_POS, doc="final KL capacity C (nats)"),
-         "gamma": Param(1000.0, float, minimum=_POS, doc="weight of |KL - C|"),
-         "iteration_threshold": Param(100000, int, minimum=1, doc="steps to ramp C to c_max")},
-        "AnnealedVAE (Burgess et al. 2018): γ·|KL − C|, C ramped linearly."),
-    "factor_vae": MethodSpec(
-        "factor_vae",
-        lambda ctx, p: _lazy("vae").FactorVAE(ctx, p["gamma"], p["shuffle"], p["steps_per_iteration"]),
-        {"gamma": Param(10.0, float, minimum=_POS, doc="weight of the TC term"),
-         "shuffle": Param("same_batch", str, choices=("same_batch", "second_batch"),
-                          doc="dlib permutes the same batch; Kim & Mnih a second batch"),
-         "steps_per_iteration": Param(2, int, choices=(1, 2),
-                                      doc="global steps per iteration: dlib 2, paper 1")},
-        "FactorVAE (Kim & Mnih 2018): KL + γ·TC, TC from a density-ratio discriminator."),
-    "dip_vae_i": MethodSpec(
-        "dip_vae_i",
-        lambda ctx, p: _lazy("vae").DIPVAE(ctx, p["lambda_od"], p["lambda_d_factor"], "i"),
-        {"lambda_od": Param(1.0, float, minimum=_POS, doc="off-diagonal weight"),
-         "lambda_d_factor": Param(10.0, float, minimum=_POS, doc="λ_d = factor·λ_od")},
-        "DIP-VAE-I (Kumar et al. 2018): KL + moment matching of cov(μ)."),
-    "dip_vae_ii": MethodSpec(
-        "dip_vae_ii",
-        lambda ctx, p: _lazy("vae").DIPVAE(ctx, p["lambda_od"], p["lambda_d_factor"], "ii"),
-        {"lambda_od": Param(1.0, float, minimum=_POS, doc="off-diagonal weight"),
-         "lambda_d_factor": Param(1.0, float, minimum=_POS, doc="λ_d = factor·λ_od")},
-        "DIP-VAE-II (Kumar et al. 2018): KL + moment matching of cov(z)."),
-    "beta_tc_vae": MethodSpec(
-        "beta_tc_vae", lambda ctx, p: _lazy("vae").BetaTCVAE(ctx, beta=p["beta"]),
-        {"beta": Param(1.0, float, minimum=_POS, doc="weight of the TC term")},
-        "β-TCVAE (Chen et al. 2018): KL + (β − 1)·TC, minibatch-weighted estimator."),
-    # --- baselines of the beta-VAE paper's comparison (fitted, not trained)
-    "pca": MethodSpec(
-        "pca", lambda ctx, p: _lazy("baselines").PCABaseline(ctx), {},
-        "PCA baseline: projections on the top num_latent principal components."),
-    "fast_ica": MethodSpec(
-        "fast_ica", lambda ctx, p: _lazy("baselines").FastICABaseline(ctx, p["max_iter"]),
-        {"max_iter": Param(200, int, minimum=1, doc="FastICA iterations")},
-        "FastICA baseline (sklearn, unit-variance whitening)."),
-    "raw_pixels": MethodSpec(
-        "raw_pixels", lambda ctx, p: _lazy("baselines").RawPixels(ctx), {},
-        "The flattened image as its own representation (D = C*H*W)."),
-    "untrained_encoder": MethodSpec(
-        "untrained_encoder", lambda ctx, p: _lazy("baselines").UntrainedEncoder(ctx), {},
-        "The study's encoder at its seeded random initialisation."),
-    # --- the autoencoder lecture
-    "denoising_ae": MethodSpec(
-        "denoising_ae",
-        lambda ctx, p: _lazy("autoencoders").DenoisingAE(ctx, p["corruption"], p["noise_level"]),
-        {"corruption": Param("masking", str, choices=("masking", "salt_pepper", "gaussian")),
-         "noise_level": Param(0.25, float, minimum=_POS,
-                              doc="fraction of corrupted pixels (masking, salt_pepper) or noise std")},
-        "Denoising autoencoder (Vincent et al. 2008)."),
-    "sparse_ae": MethodSpec(
-        "sparse_ae", lambda ctx, p: _lazy("autoencoders").SparseAE(ctx, p["rho"], p["sparsity_weight"]),
-        {"rho": Param(0.05, float, minimum=1e-6, doc="target mean activation"),
-         "sparsity_weight": Param(3.0, float, minimum=_POS, doc="weight beta of the sparsity KL")},
-        "Sparse autoencoder (Ng, CS294A): sigmoid codes, KL sparsity penalty."),
-    # --- InfoGAN slides
-    "infogan": MethodSpec(
-        "infogan",
-        lambda ctx, p: _lazy("infogan").InfoGAN(ctx, p["noise_dim"], p["info_weight"],
-                                       p["lr_discriminator"], p["lr_generator"]),
-        {"noise_dim": Param(64, int, minimum=1, doc="incompressible noise dimensions"),
-         "info_weight": Param(1.0, float, minimum=_POS, doc="lambda of the MI term"),
-         "lr_discriminator": Param(2e-4, float, minimum=1e-12),
-         "lr_generator": Param(1e-3, float, minimum=1e-12)},
-        "InfoGAN (Chen et al. 2016) with continuous codes; representation = Q's code prediction."),
-}
+from benchmark.models.registry import METHODS, MethodSpec, Param, validate_params
 
 __all__ = ["METHODS", "MethodSpec", "Param", "validate_params"]

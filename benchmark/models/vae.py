@@ -1,7 +1,8 @@
 """The study's VAE family (dlib `methods/unsupervised/vae.py`): one class per objective.
 
 Loss = reconstruction (batch mean of per-sample summed NLL) + regularizer(KL, μ, logvar, z);
-"elbo" in the summaries is dlib's: reconstruction + KL (a negative ELBO, lower is better).
+"elbo" in the summaries is dlib's `train_results.elbo`: −(reconstruction + KL), the ELBO itself
+(higher is better; dlib's graph holds reconstruction + KL and reports its negation).
 Optimiser: Adam(lr, betas 0.9/0.999, eps 1e-8) as dlib `shared.gin`.
 """
 
@@ -44,7 +45,7 @@ class GaussianVAE(System):
         kl = losses.gaussian_kl(mean, logvar)
         reg = self.regularizer(kl, mean, logvar, z, step)
         return {"reconstruction_loss": recon, "kl_loss": kl, "regularizer": reg,
-                "elbo": recon + kl, "loss": recon + reg, "_mean": mean, "_logvar": logvar, "_z": z}
+                "elbo": -(recon + kl), "loss": recon + reg, "_mean": mean, "_logvar": logvar, "_z": z}
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"vae": adam(list(self.encoder.parameters()) + list(self.decoder.parameters()),
@@ -104,10 +105,9 @@ class DIPVAE(GaussianVAE):
 
 
 class BetaTCVAE(GaussianVAE):
-    """KL + (β − 1)·TC with dlib's minibatch-weighted TC estimator (Chen et al. 2018).
-
-    Deviation kept from dlib: the regulariser is KL + (β−1)·TC, i.e. the full KL (which already contains
-    one TC term) plus an extra (β−1)·TC, with the estimator's log(N·M) constants dropped."""
+    """KL + (β − 1)·TC with the minibatch-weighted TC estimator (Chen et al. 2018, Eq. 4 with
+    α = γ = 1), as dlib's `BetaTCVAE`: the full KL (which already holds one TC) plus (β − 1)·TC,
+    the estimator's log(N·M) constants dropped as dlib's `total_correlation` drops them."""
 
     def regularizer(self, kl, mean, logvar, z, step):
         return kl + (self.beta - 1.0) * losses.total_correlation(z, mean, logvar)
@@ -122,18 +122,20 @@ class FactorVAE(GaussianVAE):
       * `steps_per_iteration=2`: dlib's VAE and discriminator `minimize` both advance the global step, so
         `training_steps=300000` is 150k iterations (paper: 1).
     Both updates use gradients from the same forward pass (dlib's `tf.group`); discriminator Adam
-    betas 0.5/0.9 (dlib `shared.gin`)."""
+    betas 0.5/0.9 and its own learning rate (dlib's study fixes it at 1e-4 whatever the VAE's rate,
+    `shared.gin`)."""
 
     def __init__(self, ctx: BuildContext, gamma: float, shuffle: str,
-                 steps_per_iteration: int) -> None:
+                 steps_per_iteration: int, discriminator_learning_rate: float) -> None:
         super().__init__(ctx)
         self.gamma, self.shuffle, self.steps_per_iteration = gamma, shuffle, steps_per_iteration
+        self.discriminator_learning_rate = discriminator_learning_rate
         self.discriminator = FCDiscriminator(ctx.num_latent)
         self._probs_z: torch.Tensor | None = None
 
     def make_optimizers(self):
         opts = super().make_optimizers()
-        opts["discriminator"] = adam(self.discriminator.parameters(), self.ctx.learning_rate,
+        opts["discriminator"] = adam(self.discriminator.parameters(), self.discriminator_learning_rate,
                                      betas=(0.5, 0.9))
         return opts
 

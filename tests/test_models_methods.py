@@ -115,7 +115,7 @@ def test_untrained_encoder_samples_but_pca_does_not():
     # the deterministic baselines (README, Models and training).
     d = Squares(16, 4)
     obs = d.sample_observations(6, 0)
-    cfg = TrainConfig(steps=0, eval_batches=1, batch_size=8, num_latent=4, fit_samples=64)
+    cfg = TrainingSettings(steps=0, eval_batches=1, batch_size=8, num_latent=4, fit_samples=64)
     untrained = train("untrained_encoder", {}, d, seed=3, config=cfg)
     assert untrained.has_posterior
     assert not np.allclose(untrained.represent("sampled", seed=0)(obs), untrained.represent("mean")(obs))

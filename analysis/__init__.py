@@ -1,4 +1,4 @@
-"""Figures and an HTML report from a results store (DESIGN.md §6).
+"""Figures and an HTML report from a results store (Locatello et al. 2019 and the seed poster).
 
 ``analysis.load.load_results(dir)`` reads the store into one tidy DataFrame,
 ``analysis.load.wide(df)`` pivots it to one row per job × representation, and

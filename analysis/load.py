@@ -1,4 +1,4 @@
-"""Read a results store (DESIGN.md §5) into pandas.
+"""Read a results store (docs/schema.md) into pandas.
 
 A study directory holds ``rows/<job_id>.parquet`` (tidy rows, one file per finished job) and
 ``failures/<job_id>.json``; a results root holds one such directory per study. Files of one study
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
 
-# Columns of the results-row contract (COMMON.md, contract 4); any other column is a hyperparameter.
+# Columns of the results schema (docs/schema.md); any other column is a hyperparameter.
 CONTRACT_COLUMNS: tuple[str, ...] = (
     "study", "job_id", "model_id", "dataset", "dataset_source", "model", "model_params", "seed",
     "representation", "metric", "key", "value", "train_steps", "train_seconds", "eval_seconds",

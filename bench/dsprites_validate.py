@@ -2,7 +2,7 @@
 
     python bench/dsprites_validate.py [PATH_TO_dsprites.gif]     (default ../shared/data/dsprites.gif)
 
-The gif (deepmind/dsprites-dataset, Apache-2.0) is not part of this project; research/datasets.md 1.3
+The gif (deepmind/dsprites-dataset, Apache-2.0) is not part of this project; `frame_factors` below
 gives the frame -> factor map used here.
 """
 

@@ -139,7 +139,7 @@ def run_ours(data, represent, plan: dict, n_jobs: int) -> dict:
 
 def dlib_runner(site_packages: Path):
     if not site_packages.is_dir():
-        raise SystemExit(f"error: no dlib site-packages at {site_packages} (see research/dlib.md)")
+        raise SystemExit(f"error: no dlib site-packages at {site_packages} (set-up: tests/fixtures/metrics/dlib_reference.py)")
     sys.path.append(str(site_packages))  # after ours: numpy/sklearn/scipy come from this venv
     sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "metrics"))
     import dlib_reference as ref

@@ -1,4 +1,4 @@
-"""glibc malloc settings for training processes (research/perf.md §2).
+"""glibc malloc settings for training processes (measurements: docs/performance.md §1).
 
 glibc returns freed activation buffers (up to 8 MB) to the OS and page-faults them back every step;
 these thresholds keep them, which made CPU steps 1.3x faster and removed 10x stalls. glibc reads the

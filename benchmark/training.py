@@ -104,14 +104,14 @@ class Diverged(Exception):
         self.message = message
 
 
-# --------------------------------------------------------------------------- allocator (perf.md §2)
+# ------------------------------------------------------------ allocator (docs/performance.md §1)
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _INT_MAX = 2**31 - 1
 
 
 def configure_allocator() -> dict[str, bool]:
-    """Stop glibc returning freed activation buffers to the OS every step (research/perf.md §2: page
+    """Stop glibc returning freed activation buffers to the OS every step (docs/performance.md §1: page
     faults made steps 1.3-10x slower). Sets the env vars (inherited by child processes started
     afterwards) and applies the same settings to this process with `mallopt`. Idempotent; a no-op
     outside glibc. Returns {"env": ..., "mallopt": ...}: what was applied."""

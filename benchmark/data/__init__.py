@@ -1,4 +1,4 @@
-"""Ground-truth datasets (DESIGN.md section 4): ``get_dataset(name, source, data_dir)``.
+"""Ground-truth datasets (docs/architecture.md, "Datasets"): ``get_dataset(name, source, data_dir)``.
 
 Every dataset is a ``GroundTruthData``: factor classes in, float32 NCHW observations in [0, 1] out,
 plus a factor-grid state space (``num_points``, ``index_to_factors``, ``factors_to_index``).

@@ -27,7 +27,7 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """DESIGN.md §2: 0 when every job is done, 1 when some failed; 130 on Ctrl-C."""
+        """0 when every job is done, 1 when some failed; 130 on Ctrl-C (docs/architecture.md)."""
         if self.interrupted:
             return 130
         return 1 if self.failed else 0

@@ -120,7 +120,7 @@ def _use_loopback() -> bool:
 
 def _follow_loopback_cluster(port: int) -> None:
     """A cluster that listens on loopback only (started with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
-    as research/cluster.md recommends on a shared machine) is reachable at 127.0.0.1 but not at
+    as .ci/start_engines.sh sets it on a shared machine) is reachable at 127.0.0.1 but not at
     the routable address Ray would rewrite 127.0.0.1 to, where ray.init would retry for about a
     quarter of an hour: keep this driver on loopback too."""
     constants = _ray_clusters_enabled()

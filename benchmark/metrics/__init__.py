@@ -4,7 +4,7 @@
     scores = compute_metric("mig", data, represent, seed=0, num_train=1000)
     scores = compute_metric_on_samples("dci", codes_train, factors_train, codes_test, factors_test)
 
-``compute_metric`` draws its samples from a ground-truth dataset (DESIGN.md §4) and a representation
+``compute_metric`` draws its samples from a ground-truth dataset (docs/architecture.md, "Datasets") and a representation
 ``represent(observations (N, C, H, W) float32) -> codes (N, D)``; ``compute_metric_on_samples`` scores
 the given arrays as they are. To evaluate many metrics on one model, use
 `benchmark.metrics.suite.evaluate`, which encodes once and shares the samples.

@@ -1,7 +1,7 @@
 """METHODS: every selectable method, its hyperparameters (type, default, allowed values) and builder.
 
 Names and defaults follow disentanglement_lib's gin bindings (`vae.beta`, `annealed_vae.c_max`, ...);
-the study sweeps one value per method (research/dlib.md a), the others are fixed at these defaults.
+the study sweeps one value per method (docs/dlib.md, "Defaults"), the others are fixed at these defaults.
 """
 
 from __future__ import annotations

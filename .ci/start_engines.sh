@@ -2,29 +2,23 @@
 # Start the engines the Slurm and Ray executor tests run against (tests/test_executor_slurm.py,
 # tests/test_executor_ray.py). Run as root from anywhere, before the tests:
 #
-#   .ci/start_engines.sh            # a real single-node Slurm (../shared/slurm-local), checks Ray
-#   .ci/start_engines.sh stop       # stops that Slurm again (by the PIDs start.sh recorded)
+#   .ci/start_engines.sh            # a real single-node Slurm (.ci/slurm/start.sh), checks Ray
+#   .ci/start_engines.sh stop       # stops that Slurm again (.ci/slurm/stop.sh, by recorded PIDs)
 #
 # Ray needs no daemon here: the Ray tests start their own head (`ray start --head --block`, 2 CPUs,
 # loopback only) and a private local Ray, and stop exactly those. The variables below keep every
 # Ray process on 127.0.0.1 and quiet; export them in the calling script too if it runs Ray itself.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED=${BENCHMARK_SHARED:-$ROOT/../shared}
-SLURM_LOCAL=$SHARED/slurm-local
+SLURM_CI=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/slurm
 
 if [ "${1:-start}" = "stop" ]; then
-  bash "$SLURM_LOCAL/stop.sh"
+  bash "$SLURM_CI/stop.sh"
   exit 0
 fi
-[ -f "$SLURM_LOCAL/start.sh" ] || {
-  echo "start_engines: $SLURM_LOCAL/start.sh not found (set BENCHMARK_SHARED to the shared/ folder)" >&2
-  exit 1
-}
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
 
 t0=$(date +%s)
-bash "$SLURM_LOCAL/start.sh"                  # prints READY, or exits 1 with the log's tail
+bash "$SLURM_CI/start.sh"                     # prints READY, or exits 1 with the log's tail
 sinfo -h >/dev/null                           # the tests' own check, so a skip here is a failure
 echo "start_engines: Slurm ready in $(( $(date +%s) - t0 )) s"
 

@@ -1,4 +1,4 @@
-"""Draw every figure of a results store and write index.html (DESIGN.md §6).
+"""Draw every figure of a results store and write index.html (README.md, "Figures").
 
 Per dataset (and dataset source: procedural and file-based renderings are never pooled) and per
 representation (mean, sampled): the Spearman heatmap between scores (Locatello et al. 2019,

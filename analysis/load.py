@@ -1,4 +1,4 @@
-"""Read a results store (DESIGN.md §5) into pandas.
+"""Read a results store (docs/schema.md) into pandas.
 
 A study directory holds ``rows/<job_id>.parquet`` (tidy rows, one file per finished job) and
 ``failures/<job_id>.json``; a results root holds one such directory per study. Files of one study

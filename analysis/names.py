@@ -2,7 +2,7 @@
 
 Locatello et al. (ICML 2019), Fig. 2, compares six disentanglement scores: BetaVAE Score,
 FactorVAE Score, MIG, DCI Disentanglement, Modularity and SAP. Their result keys follow
-disentanglement_lib (DESIGN.md §3).
+disentanglement_lib (docs/dlib.md).
 """
 
 from __future__ import annotations

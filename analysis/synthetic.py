@@ -1,6 +1,6 @@
 """A synthetic results store with known structure, for tests, demos and load benchmarks.
 
-Rows follow the results-row contract exactly (COMMON.md contract 4). Each model gets a latent
+Rows follow the results schema exactly (docs/schema.md). Each model gets a latent
 "quality" q ~ U(0, 1); BetaVAE Score and FactorVAE Score are increasing functions of q (rank
 correlation +1), MIG is decreasing (−1), the other scores are independent noise. The sampled
 representation's total correlation falls with the hyperparameter, the mean one's does not.

@@ -1,8 +1,8 @@
 """Wrong pixels per image of the procedural dSprites against the 320 original frames of dsprites.gif.
 
-    python bench/dsprites_validate.py [PATH_TO_dsprites.gif]     (default ../shared/data/dsprites.gif)
+    python bench/dsprites_validate.py PATH_TO_dsprites.gif
 
-The gif (deepmind/dsprites-dataset, Apache-2.0) is not part of this project; research/datasets.md 1.3
+The gif (deepmind/dsprites-dataset, Apache-2.0, `dsprites.gif` in that repository) is not part of this project; `frame_factors` below
 gives the frame -> factor map used here.
 """
 
@@ -32,7 +32,7 @@ def frame_factors() -> np.ndarray:
     return np.array(rows)
 
 
-def main(path: str = "../shared/data/dsprites.gif") -> None:
+def main(path: str) -> None:
     gif = Image.open(path)
     frames = []
     for i in range(gif.n_frames):
@@ -51,4 +51,6 @@ def main(path: str = "../shared/data/dsprites.gif") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python bench/dsprites_validate.py PATH_TO_dsprites.gif")
+    main(sys.argv[1])

@@ -140,7 +140,7 @@ def run_ours(data, represent, plan: dict, n_jobs: int) -> dict:
 
 def dlib_runner(site_packages: Path):
     if not site_packages.is_dir():
-        raise SystemExit(f"error: no dlib site-packages at {site_packages} (see research/dlib.md)")
+        raise SystemExit(f"error: no dlib site-packages at {site_packages} (set-up: tests/fixtures/metrics/dlib_reference.py)")
     sys.path.append(str(site_packages))  # after ours: numpy/sklearn/scipy come from this venv
     sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "metrics"))
     import dlib_reference as ref
@@ -244,8 +244,10 @@ def main(argv=None) -> None:
     p.add_argument("--train-steps", type=int, default=50)
     p.add_argument("--no-dlib", action="store_true", help="only ours")
     p.add_argument("--dlib-site", type=Path,
-                   default=next(iter(sorted(Path("/work/wt-metrics/.dlib-venv/lib").glob(
-                       "python3*/site-packages"))), ROOT / ".dlib-venv"))
+                   default=next(iter(sorted((ROOT / ".dlib-venv" / "lib").glob("python3*/site-packages"))),
+                                ROOT / ".dlib-venv"),
+                   help="site-packages of a venv with disentanglement-lib==1.5 (see "
+                        "tests/fixtures/metrics/dlib_reference.py)")
     p.add_argument("--out", type=Path, help="write the raw measurements as JSON")
     a = p.parse_args(argv)
     if not 0 < a.scale <= 1:

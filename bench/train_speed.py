@@ -4,7 +4,7 @@ against a plain eager PyTorch β-VAE loop (same architecture, same optimiser, no
     OMP_NUM_THREADS=1 python bench/train_speed.py [--threads 1] [--steps 30] [--warmup 10]
         [--device cpu|cuda|auto] [--methods beta_vae,factor_vae,...]
 
-Prints a table: wall images/s, images per own CPU-second (robust on a shared machine, research/perf.md)
+Prints a table: wall images/s, images per own CPU-second (robust on a shared machine, docs/performance.md)
 and the ratio to the eager loop. Data come from a pre-rendered pool of random binary images, so the
 numbers measure the model and the training loop, not dataset rendering.
 """

@@ -1,4 +1,4 @@
-"""The `benchmark` command (DESIGN.md §2)."""
+"""The `benchmark` command: run, status, figures, datasets (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The results store: one Parquet file of tidy rows per finished job, written atomically.
 
-Layout of a study folder (DESIGN.md §5)::
+Layout of a study folder (columns and files: docs/schema.md)::
 
     <results>/<study>/rows/<job_id>.parquet      finished jobs
     <results>/<study>/failures/<job_id>.json     failed jobs (reason, kind, traceback)

@@ -1,4 +1,4 @@
-"""Procedural dSprites against the facts measured on the original frames (research/datasets.md 1.3)."""
+"""Procedural dSprites against the facts measured on the original frames (bench/dsprites_validate.py)."""
 
 import numpy as np
 import pytest

@@ -29,7 +29,7 @@ from benchmark.store import ResultsStore
 
 # Keep every Ray process of these tests on loopback and quiet, read by Ray when it is imported,
 # so set before. Token auth off on both sides (loopback only): with a ~/.ray/auth_token on disk
-# and no RAY_AUTH_MODE, a `ray start` head and its clients disagree (research/cluster.md §2).
+# and no RAY_AUTH_MODE, a `ray start` head and its clients disagree (seen with Ray 2.60).
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "disabled"}
 os.environ.update(RAY_ENV)

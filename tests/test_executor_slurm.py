@@ -1,4 +1,4 @@
-"""The Slurm executor against a real Slurm (../shared/slurm-local/start.sh; CI: .ci/start_engines.sh).
+"""The Slurm executor against a real Slurm (start one as root with .ci/start_engines.sh).
 
 What is proven here: a study runs end to end as job arrays of chunks; a job that raises fails alone
 and a task that dies fails only its unfinished jobs; a task preempted twice (submitit's USR2 path
@@ -35,9 +35,9 @@ def _slurm_up() -> str | None:
     except ImportError:
         return "submitit is not installed (pip install '.[slurm]')"
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return "no Slurm client on PATH (run ../shared/slurm-local/start.sh)"
+        return "no Slurm client on PATH (run .ci/start_engines.sh as root)"
     if subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
-        return "no Slurm controller answers (run ../shared/slurm-local/start.sh)"
+        return "no Slurm controller answers (run .ci/start_engines.sh as root)"
     return None
 
 
@@ -108,7 +108,7 @@ def _step(store, job):
 def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(study):
     name, store = study
     # 30 steps of 0.5 s: long enough to outlast the 10 s between `scontrol requeue`'s SIGTERM
-    # (which submitit ignores) and its SIGKILL (KillWait in slurm-local's slurm.conf).
+    # (which submitit ignores) and its SIGKILL (KillWait in .ci/slurm/slurm.conf.template).
     [job] = cj.make_jobs(name, [0], steps_seconds=0.5, steps=30)
     result = {}
     driver = threading.Thread(target=lambda: result.update(summary=SlurmExecutor(

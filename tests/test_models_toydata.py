@@ -1,4 +1,4 @@
-"""A tiny ground-truth dataset following the COMMON.md data contract, for the model/training tests.
+"""A tiny ground-truth dataset following the dataset contract (docs/architecture.md), for the model/training tests.
 
 Factors: (size: 2, posX: k, posY: k); observation: a binary square on a black (1, S, S) canvas."""
 

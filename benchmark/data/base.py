@@ -1,4 +1,4 @@
-"""The ground-truth dataset contract (DESIGN.md section 4), after disentanglement_lib's
+"""The ground-truth dataset contract (docs/architecture.md, "Datasets"), after disentanglement_lib's
 ``data/ground_truth/ground_truth_data.py``: factors are class indices, observations float32 NCHW in [0, 1].
 """
 

@@ -1,4 +1,4 @@
-"""Procedural dSprites renderer with the original's geometry (research/datasets.md section 1.3).
+"""Procedural dSprites renderer with the original's geometry, as measured on its frames (below).
 
 dSprites (Matthey et al. 2017, deepmind/dsprites-dataset) was drawn with the LOVE engine without
 antialiasing; its generator was never published. The geometry here was measured on the 320 native

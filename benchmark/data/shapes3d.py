@@ -9,7 +9,7 @@ cylinder, sphere, capsule) and orientation (camera azimuth linspace(-30, 30, 15)
 Colours never change the geometry, so the 8 x 4 x 15 = 480 geometries are ray-cast once (numpy, analytic
 intersections, 2x2 supersampling, Lambert + ambient light, a shadow ray, a Blinn-Phong highlight) into
 per-pixel weights of the four segments (sky, floor, wall, object); every image is then a gather:
-``rgb = sum_k weight_k * colour_k + highlight`` (research/datasets.md section 3).
+``rgb = sum_k weight_k * colour_k + highlight``.
 
 From files: ``3dshapes/3dshapes.h5`` (public; needs h5py) or dlib's
 ``3dshapes/look-at-object-room_floor-hueXwall-hueXobj-hueXobj-sizeXobj-shapeXview-azi.npz``.

@@ -2,7 +2,7 @@
 
 The estimator of Chen et al., "Isolating Sources of Disentanglement in Variational Autoencoders"
 (NeurIPS 2018), §5 and the reference code rtqichen/beta-tcvae (``disentanglement_metrics.py``,
-``metric_helpers/mi_metric.py``; research/peers.md §3), written anew for any noise-free dataset
+``metric_helpers/mi_metric.py``), written anew for any noise-free dataset
 whose factor grid can be enumerated:
 
 * Every element x_n of the grid (N = prod(factor_sizes), rows in the grid's row-major factor
@@ -31,7 +31,7 @@ of VAE-like posteriors on a 2-core Xeon VM, torch 2.13 CPU); lower ``num_samples
 Differences to the references, on purpose: every factor counts, shape included (Chen excludes
 shape on dSprites); any grid works (Chen hard-codes dSprites' 3×6×40×32×32 and 3D faces);
 the samples are real posterior samples (disentangling-vae's evaluation uses the means and
-scrambles latents across samples, research/peers.md §3). The values differ from ``mig``'s
+scrambles latents across samples: its issue #64). The values differ from ``mig``'s
 (disentanglement_lib's 20-bin histogram of 10,000 mean codes) by design: another estimator of
 another quantity (the sampled posterior, not the mean code).
 """

@@ -1,12 +1,13 @@
 """Which back-end fits a GradientBoostingClassifier: this port, or scikit-learn itself.
 
-The port reproduces sklearn's minor versions in ``VERIFIED`` only, and only on inputs that sklearn
-fits without error the same way (`fallback_reason`). Anywhere else sklearn does the work (and
-raises its own errors), with a warning logged once per process and reason (`record_fit`).
+The port reproduces the sklearn minor versions in ``VERIFIED`` only, and only on inputs that
+sklearn accepts (`fallback_reason`). Anywhere else sklearn does the work (and raises its own
+errors), with a warning logged once per process and reason (`record_fit`).
 
 Provenance. Every GBT fit of the metrics (DCI, downstream_gbt) goes through
-`benchmark.metrics.dci.gbt_fits`, which returns each fit's back-end label (`backend_label`) with its
-result, also from joblib worker processes, and counts the labels in the process that called it:
+`benchmark.metrics.dci.gbt_fits`. Its per-fit function returns the fit's back-end label
+(`backend_label`, decided where the fit runs) with the result, so the label comes back from joblib
+worker processes too, and `gbt_fits` counts the labels in the process that called it:
 ``fit_counts()`` -> ``{"numba-port": n, "sklearn (<reason>)": m}``. The counts are process-local
 and count fit results *used*: a fit shared inside a suite between DCI and downstream_gbt
 (`benchmark.metrics.shared`) counts once for each metric that used it. To attribute one metric's

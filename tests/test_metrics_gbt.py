@@ -99,7 +99,7 @@ def test_numpy_summation_and_sklearn_sort_are_reproduced():
         idx = r.permutation(n).astype(np.intp)
         ours_v, ours_i = values.copy(), idx.astype(np.int64)
         every = np.unique(values)  # every value followed: the whole introsort
-        gbt._introsort3_partial(ours_v, ours_i, 2 * int(np.log2(n)), every, len(every))
+        gbt.introsort3_partial(ours_v, ours_i, 2 * int(np.log2(n)), every, len(every))
         _py_simultaneous_sort(values, idx, n, use_three_way_partition=True)
         assert np.array_equal(ours_i, idx) and np.array_equal(ours_v, values)
 
@@ -115,7 +115,63 @@ def test_partial_introsort_orders_ties_like_introsort():
         _py_simultaneous_sort(full_v, full_i, n, use_three_way_partition=True)
         hard = np.unique(values)[::3].astype(np.float32)
         part_v, part_i = values.copy(), idx.copy()
-        gbt._introsort3_partial(part_v, part_i, 2 * int(np.log2(n)), hard, len(hard))
+        gbt.introsort3_partial(part_v, part_i, 2 * int(np.log2(n)), hard, len(hard))
         sel = np.isin(full_v, hard)
         assert np.array_equal(np.sort(full_v), full_v)
         assert np.array_equal(part_i[sel], full_i[sel])
+
+
+def _two_factor_fits(n_jobs=1):
+    from benchmark.metrics import dci
+
+    x, y, xt, yt = make("tiny", 0)
+    f, ft = np.stack([y, (y + 1) % 3], 1), np.stack([yt, (yt + 1) % 3], 1)
+    states = [np.random.RandomState(0), np.random.RandomState(1)]
+    return dci.gbt_fits(x, f, xt, ft, states, 5, n_jobs)
+
+
+def _assert_same_fits(ours, theirs):
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-15)
+        assert a[1:] == b[1:]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
+def test_backend_labels_say_why_sklearn_fits():
+    x, y, xt, _ = make("tiny", 0)
+    assert gbt.backend_label(x, y, xt) == gbt.PORT
+    big = x.copy()
+    big[0, 0] = 1e39
+    assert gbt.backend_label(big, y, xt) == "sklearn (codes are not finite as float32)"
+    assert gbt.backend_label(x, np.zeros_like(y), xt) == "sklearn (fewer than 2 classes)"
+    assert gbt.backend_label(x, y[:-1], xt).startswith("sklearn (not one label per training row")
+
+
+def test_fits_are_counted_by_backend_and_the_fallback_warns_once(monkeypatch, caplog):
+    import logging
+
+    import sklearn
+
+    from benchmark.metrics.gbt import backend
+
+    monkeypatch.setattr(backend, "_warned", set())
+    gbt.reset_fit_counts()
+    ported = _two_factor_fits()
+    assert gbt.fit_counts() == {"numba-port": 2}
+    monkeypatch.setattr(sklearn, "__version__", "1.8.0")  # a version the port does not reproduce
+    gbt.reset_fit_counts()
+    with caplog.at_level(logging.WARNING, logger=backend.__name__):
+        _assert_same_fits(_two_factor_fits(), ported)  # sklearn's own fits
+        _assert_same_fits(_two_factor_fits(), ported)
+    label = "sklearn (scikit-learn 1.8.0 is not the ported 1.9)"
+    assert gbt.fit_counts() == {label: 4}
+    assert len(caplog.records) == 1 and label in caplog.records[0].getMessage()
+    gbt.reset_fit_counts()
+    assert gbt.fit_counts() == {}
+
+
+def test_fit_counts_come_back_from_worker_processes():
+    gbt.reset_fit_counts()
+    _assert_same_fits(_two_factor_fits(n_jobs=2), _two_factor_fits())
+    assert gbt.fit_counts() == {"numba-port": 4}

@@ -69,19 +69,30 @@ def fit_gbt(x_train, y_train, x_test, y_test, random_state, n_estimators=100):
             float(np.mean(model.predict(x_test) == y_test)))
 
 
+def _fit_and_backend(x_train, y_train, x_test, y_test, random_state, n_estimators):
+    """(`fit_gbt`'s result, the back-end label that fitted it): the label travels back with the
+    result from a joblib worker, to be counted by the calling process (`gbt.record_fit`)."""
+    label = gbt.backend_label(x_train, y_train, x_test)
+    return fit_gbt(x_train, y_train, x_test, y_test, random_state, n_estimators), label
+
+
 def gbt_fits(codes_train, factors_train, codes_test, factors_test, states, n_estimators: int = 100,
              n_jobs: int = 1, columns: list[int] | None = None) -> list[tuple]:
     """`fit_gbt` per factor column; identical fits (same rows, state, stages) are shared in a suite.
 
     DCI and downstream_gbt at DCI's training size fit exactly the same models, so inside
-    `shared.shared_work()` they are fitted once (keys are content digests, see `shared`).
+    `shared.shared_work()` they are fitted once (keys are content digests, see `shared`). Each
+    result returned is counted by back-end in `gbt.fit_counts()` (`benchmark.metrics.gbt.backend`).
     """
     columns = list(range(factors_train.shape[1])) if columns is None else columns
     args = [(codes_train, factors_train[:, j], codes_test, factors_test[:, j], states[n], n_estimators)
             for n, j in enumerate(columns)]
     keys = [shared.digest(*a) for a in args] if shared.active() else [None] * len(args)
     costs = [gbt_trees(factors_train[:, j], n_estimators) for j in columns]
-    return shared.memo_fits("gbt", fit_gbt, args, keys, n_jobs, costs)
+    fits = shared.memo_fits("gbt", _fit_and_backend, args, keys, n_jobs, costs)
+    for _, label in fits:
+        gbt.record_fit(label)
+    return [fit for fit, _ in fits]
 
 
 def importance_gbt(codes_train, factors_train, codes_test, factors_test, *, seed: int = 0,

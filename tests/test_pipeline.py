@@ -43,7 +43,7 @@ def test_tiny_study_end_to_end(tmp_path, write_spec):
     assert df.dataset_source.eq("procedural").all()
     cfg = json.loads(df.job_config.iloc[0])
     assert cfg["training"]["steps"] == 4
-    assert set(df.provenance) == {'{"source": "benchmark"}'}
+    assert set(df.provenance) == {'{"gbt_fits": {}, "source": "benchmark"}'}  # MIG fits no GBT
     import duckdb
 
     n = duckdb.connect().execute(
@@ -69,6 +69,21 @@ def test_a_failing_job_is_recorded_with_its_reason(tmp_path, write_spec):
     record = store.failures()[job.job_id]
     assert record["kind"] == "error" and record["reason"] and record["traceback"]
     assert not store.is_done(job.job_id)
+
+
+def test_rows_record_which_backend_fitted_the_gbts(tmp_path, write_spec):
+    spec = tiny_spec(evaluation={"metrics": ["dci"], "representations": ["mean"],
+                                 "overrides": {"dci": {"num_train": 200, "num_test": 100,
+                                                       "n_estimators": 3}}})
+    job = expand(load_spec(write_spec(spec)))[0]
+    store = ResultsStore(tmp_path / "study")
+    assert run_job(job, store).status == "done"
+    provenance = set(store.read_rows(job.job_id).column("provenance").to_pylist())
+    assert len(provenance) == 1  # one job, one provenance on every row
+    fits = json.loads(provenance.pop())["gbt_fits"]
+    # DCI fits one GBT per factor (dSprites: 5), each by the port or by sklearn with its reason.
+    assert sum(fits.values()) == 5
+    assert all(k == "numba-port" or k.startswith("sklearn (") for k in fits)
 
 
 @pytest.mark.slow

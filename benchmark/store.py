@@ -5,6 +5,7 @@ Layout of a study folder (DESIGN.md §5)::
     <results>/<study>/rows/<job_id>.parquet      finished jobs
     <results>/<study>/failures/<job_id>.json     failed jobs (reason, kind, traceback)
     <results>/<study>/checkpoints/<model_id>/    training checkpoints
+    <results>/<study>/import.json                 imported studies: source and paths read
 
 A file appears under its final name only once it is complete (temporary file, fsync, rename), so a
 crash never leaves half a job, and two writers of the same job (a requeue racing a retry) replace
@@ -57,6 +58,7 @@ TAIL_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("job_config", pa.string()),
     ("dataset_provenance", pa.string()),
     ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("provenance", pa.string()),
 ]
 
 
@@ -138,6 +140,19 @@ class ResultsStore:
 
     def log_path(self, job_id: str) -> Path:
         return self.root / "logs" / f"{job_id}.log"
+
+    @property
+    def import_path(self) -> Path:
+        """Written by `benchmark import`: the source and paths an imported study came from."""
+        return self.root / "import.json"
+
+    def import_record(self) -> dict[str, Any] | None:
+        """The study's import record, None for a study of our own runs (or an unreadable one)."""
+        try:
+            record = json.loads(self.import_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     def is_done(self, job_id: str) -> bool:
         return self.rows_path(job_id).exists()

@@ -346,41 +346,42 @@ def _provenance(file: str, path: str | None, model_num: int | None) -> str:
 
 
 def model_rows(study: str, imported: _Imported,
-               param_columns: list[str]) -> tuple[str, list[dict[str, Any]]]:
-    """(job id, rows) of one imported model, with the columns of our jobs' rows."""
+               param_columns: list[str]) -> tuple[str, dict[str, list[Any]]]:
+    """(job id, rows as columns) of one imported model, with the columns of our jobs' rows."""
     m = imported.model
     config = m.config()
-    model_id = stable_hash(config)
-    job_id = stable_hash({"import": config})
     train = imported.train or {}
-    columns = {ours: train.get(theirs) for theirs, ours in _TRAIN_COLUMNS.items()}
+    steps, seconds = (train.get(theirs) for theirs in _TRAIN_COLUMNS)
     common = {
-        "study": study, "job_id": job_id, "model_id": model_id, "dataset": m.dataset,
-        "dataset_source": m.dataset_source, "model": m.model,
+        "study": study, "job_id": stable_hash({"import": config}), "model_id": stable_hash(config),
+        "dataset": m.dataset, "dataset_source": m.dataset_source, "model": m.model,
         "model_params": canonical_json(m.params),
         **{c: float(m.params[c]) if c in m.params else None for c in param_columns},
         "seed": m.seed,
-        "train_steps": int(columns["train_steps"]) if _number(columns["train_steps"]) else None,
-        "train_seconds": (float(columns["train_seconds"]) if _number(columns["train_seconds"])
-                          else None),
+        "train_steps": int(steps) if _number(steps) else None,
+        "train_seconds": float(seconds) if _number(seconds) else None,
         "job_config": json.dumps(config, sort_keys=True),
     }
-    rows = []
+    varying: dict[str, list[Any]] = {c: [] for c in ("representation", "metric", "key", "value",
+                                                     "eval_seconds", "provenance")}
+
+    def add(*values: Any) -> None:
+        for column, v in zip(varying.values(), values):
+            column.append(v)
+
     prov = _provenance(*imported.train_file, m.model_num)
     for key, value in sorted(train.items()):
         if key in TRAIN_KEYS and _number(value):  # the rest was counted by the collector
-            rows.append({**common, "representation": None, "metric": "train", "key": key,
-                         "value": TRAIN_KEYS[key] * float(value), "eval_seconds": None,
-                         "provenance": prov})
+            add(None, "train", key, TRAIN_KEYS[key] * float(value), None, prov)
     provs: dict[tuple[str, str | None], str] = {}
     order = {"mean": 0, "sampled": 1}
     for (rep, metric, key), (value, seconds, file, path) in sorted(
             imported.evals.items(), key=lambda t: (order[t[0][0]], t[0][1], t[0][2])):
         if (file, path) not in provs:
             provs[file, path] = _provenance(file, path, m.model_num)
-        rows.append({**common, "representation": rep, "metric": metric, "key": key,
-                     "value": value, "eval_seconds": seconds, "provenance": provs[file, path]})
-    return job_id, rows
+        add(rep, metric, key, value, seconds, provs[file, path])
+    n = len(varying["key"])
+    return common["job_id"], {**{c: [v] * n for c, v in common.items()}, **varying}
 
 
 def import_dlib(path: str | Path, study: str, results_dir: str | Path = "results",
@@ -409,12 +410,13 @@ def import_dlib(path: str | Path, study: str, results_dir: str | Path = "results
                             if _number(v)})
 
     def write(imported: _Imported) -> int:
-        job_id, rows = model_rows(study, imported, param_columns)
+        job_id, columns = model_rows(study, imported, param_columns)
+        n = len(columns["key"])
         target = store.rows_path(job_id)
-        if target.exists() and pq.read_metadata(target).num_rows == len(rows):
+        if target.exists() and _num_rows(target) == n:
             return -1
-        store.write_rows(job_id, rows, param_columns)
-        return len(rows)
+        store.write_columns(job_id, columns, param_columns)
+        return n
 
     # Writing is file-system and Parquet-encoder bound (both release the GIL): a few threads.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -426,6 +428,13 @@ def import_dlib(path: str | Path, study: str, results_dir: str | Path = "results
                 summary.rows += n
     _write_marker(store, path)
     return summary
+
+
+def _num_rows(path: Path) -> int | None:
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, ValueError):  # unreadable (say, torn by a crash): written again
+        return None
 
 
 def _write_marker(store: ResultsStore, path: Path) -> None:

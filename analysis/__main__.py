@@ -20,12 +20,16 @@ def main(argv: list[str] | None = None) -> int:
                              "dataset and method; give none to skip traversals)")
     parser.add_argument("--efficiency-score", default=None, metavar="METRIC.KEY",
                         help="score plotted against efficiency (default factor_vae.eval_accuracy)")
+    parser.add_argument("--compare", nargs=2, default=None, metavar="STUDY",
+                        help="compare two studies of a results root (default: each imported "
+                             "study against each of ours)")
     args = parser.parse_args(argv)
     from analysis.figures import DEFAULT_EFFICIENCY_SCORE, draw_all
 
     try:
         rep = draw_all(args.results_dir, args.out, traversal_jobs=args.traversal_jobs,
-                       efficiency_score=args.efficiency_score or DEFAULT_EFFICIENCY_SCORE)
+                       efficiency_score=args.efficiency_score or DEFAULT_EFFICIENCY_SCORE,
+                       compare=args.compare)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

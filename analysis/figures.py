@@ -7,6 +7,10 @@ Fig. 2), scores vs downstream accuracy and efficiency (Fig. 5), efficiency vs a 
 hyperparameter and seed; per dataset: total correlation of the sampled vs the mean representation
 (Fig. 3), per-dimension KL and latent traversals (seeds poster, Figs. 3 and 2).
 
+A results root holding an imported study (``benchmark import``) and one of ours also gets a
+comparison of the two (`draw_comparison`; any two studies with ``compare=(A, B)``), and an
+index.html linking every study's index and every comparison.
+
 Figures are a pure function of the store: inputs are sorted, PNG metadata carries no version or
 date, and the index is built from the store alone.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import distributions, downstream, heatmaps, load, report, traversals
+from analysis import compare, distributions, downstream, heatmaps, load, report, traversals
 from analysis.names import (
     TC_COLUMN,
     downstream_columns,
@@ -47,22 +51,54 @@ def get_dataset(name: str, source: str):
 
 def draw_all(results_dir: str | Path, out_dir: str | Path | None = None,
              traversal_jobs: Iterable[str] | None = None,
-             efficiency_score: str = DEFAULT_EFFICIENCY_SCORE) -> report.Report:
+             efficiency_score: str = DEFAULT_EFFICIENCY_SCORE,
+             compare: tuple[str, str] | list[str] | None = None) -> report.Report:
     """Draw every figure of the study (or of each study under a results root).
 
     ``out_dir`` defaults to ``<study dir>/figures`` (with several studies: ``out_dir/<study>``).
     ``traversal_jobs``: job or model ids to draw traversals for; None = one model per dataset and
     method (the first by hyperparameter, seed, id that has a checkpoint); empty = none.
     ``efficiency_score``: the "metric.key" column plotted against efficiency (Fig. 6).
+    ``compare``: two study names of the results root to compare; None = each imported study
+    against each of ours, when the root holds both kinds. Comparisons go to
+    ``<out_dir or root/figures>/compare-<A>-vs-<B>/``, beside an index.html linking everything.
     Returns the Report: figures written (path, caption), skips with reasons, index pages.
     """
     dirs = load.study_dirs(results_dir)
+    pairs = _comparison_pairs(Path(results_dir), dirs, compare)
     out = report.Report(out_dir=Path(out_dir) if out_dir else dirs[0] / "figures")
     for d in dirs:
         target = None if out_dir is None else (
             Path(out_dir) if len(dirs) == 1 else Path(out_dir) / d.name)
         out.extend(draw_study(d, target, traversal_jobs, efficiency_score))
+    if pairs:
+        base = Path(out_dir) if out_dir else Path(results_dir) / "figures"
+        for a, b in pairs:
+            out.extend(draw_comparison(a, b, base / slug(f"compare-{a.name}-vs-{b.name}")))
+        index = base / "index.html"
+        report.write_links(index, f"Results under {Path(results_dir).name}", out.indexes)
+        out.indexes.append(index)
     return out
+
+
+def _comparison_pairs(root: Path, dirs: list[Path],
+                      compare: tuple[str, str] | list[str] | None) -> list[tuple[Path, Path]]:
+    from benchmark.store import ResultsStore
+
+    by_name = {d.name: d for d in dirs}
+    if compare is not None:
+        a, b = compare
+        missing = [s for s in (a, b) if s not in by_name]
+        if missing or len(dirs) < 2:
+            raise UserError(f"--compare {a} {b}: needs a results root holding both studies; "
+                            f"{root} holds {', '.join(sorted(by_name)) or 'none'}")
+        if a == b:
+            raise UserError(f"--compare {a} {b}: name two different studies")
+        return [(by_name[a], by_name[b])]
+    if len(dirs) < 2:
+        return []
+    imported = [d for d in dirs if ResultsStore(d).import_record() is not None]
+    return [(o, i) for o in dirs if o not in imported for i in imported]
 
 
 def draw_study(study_dir: Path, out_dir: Path | None = None,
@@ -318,3 +354,84 @@ def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Repor
     rep.add(path, f"Inputs, reconstructions and latent traversals (±2 around the prior mean, "
                   f"one row per dimension{', sorted by KL' if order else ''}) of job "
                   f"{job['job_id']}: {title} (seeds poster, Fig. 2).", section)
+
+
+def draw_comparison(dir_a: Path, dir_b: Path, out_dir: Path) -> report.Report:
+    """Study A against study B, per dataset (by name) and representation both hold: the rank
+    correlation between their scores side by side (Locatello et al. 2019, Fig. 2) and the scores
+    of matched models (same method, hyperparameters and seed) one against the other; and an
+    index.html."""
+    a, b = Path(dir_a).name, Path(dir_b).name
+    rep = report.Report(out_dir=out_dir)
+    frames = []
+    for d in (dir_a, dir_b):
+        df = load.load_results(d, FIGURE_COLUMNS, cache=True)
+        frames.append((downstream.with_efficiency(load.wide(df)), load.hyperparameter_columns(df)))
+    (wa, hp_a), (wb, hp_b) = frames
+    hp_cols = sorted(set(hp_a) & set(hp_b))  # what only one study records cannot match
+    datasets = sorted(set(wa["dataset"].astype(str)) & set(wb["dataset"].astype(str)))
+    if not datasets:
+        rep.skip(f"comparison of {a} and {b}", "the two studies share no dataset")
+    counts = []
+    for dataset in datasets:
+        da = wa[wa["dataset"].astype(str) == dataset]
+        db = wb[wb["dataset"].astype(str) == dataset]
+        section = f"{dataset}: {a} vs {b}"
+        sources = (f"{a}: {', '.join(sorted(da['dataset_source'].astype(str).unique()))}; "
+                   f"{b}: {', '.join(sorted(db['dataset_source'].astype(str).unique()))}")
+        reps = [r for r in _representations(da) if r in set(_representations(db))]
+        if not reps:
+            rep.skip("comparison", "no representation in both studies", section)
+        for representation in reps:
+            ra = da[da["representation"].astype(str) == representation]
+            rb = db[db["representation"].astype(str) == representation]
+            sb = _present(rb, score_columns(rb.columns))
+            scores = {c: n for c, n in _present(ra, score_columns(ra.columns)).items() if c in sb}
+            matched = compare.matched_models(ra, rb, hp_cols, list(scores))
+            counts.append({"dataset": dataset, "representation": representation,
+                           f"models of {a}": ra["job_id"].nunique(),
+                           f"models of {b}": rb["job_id"].nunique(), "matched": len(matched)})
+            _compare_heatmaps(ra, rb, scores, (a, b), representation, section, sources,
+                              out_dir / slug(dataset), rep)
+            what = f"matched models' scores ({representation} representation)"
+            if not scores:
+                rep.skip(what, "no disentanglement score in both studies", section)
+            elif matched.empty:
+                rep.skip(what, f"no model of {a} has the method, hyperparameters and seed of "
+                               f"one of {b}", section)
+            else:
+                path = compare.draw_matched_scatter(
+                    matched, scores, (a, b),
+                    out_dir / slug(dataset) / f"{representation}-matched_scores.png",
+                    f"{dataset}, {representation}: {len(matched)} matched models")
+                rep.add(path, f"Each score of the {len(matched)} models of {a} (x) and {b} (y) "
+                              f"with the same method, hyperparameters and seed on {dataset} "
+                              f"({sources}), {representation} representation; dashed: equal "
+                              "scores; ρ: Spearman rank correlation of the pairs.", section)
+    tables = {"Models per dataset and representation": pd.DataFrame(counts)}
+    report.write_index(rep, f"Comparison: {a} vs {b}", tables, out_dir / "index.html")
+    rep.indexes.append(out_dir / "index.html")
+    return rep
+
+
+def _compare_heatmaps(ra: pd.DataFrame, rb: pd.DataFrame, scores: dict[str, str],
+                      names: tuple[str, str], representation: str, section: str, sources: str,
+                      folder: Path, rep: report.Report) -> None:
+    what = f"score rank correlation side by side ({representation} representation)"
+    n = (ra["job_id"].nunique(), rb["job_id"].nunique())
+    if len(scores) < 2:
+        rep.skip(what, f"needs at least 2 scores in both studies, found {len(scores)}", section)
+        return
+    if min(n) < heatmaps.MIN_MODELS:
+        rep.skip(what, f"needs at least {heatmaps.MIN_MODELS} models in each study, found "
+                       f"{n[0]} and {n[1]}", section)
+        return
+    mats = [heatmaps.rank_correlation(r, list(scores)).rename(index=scores, columns=scores)
+            for r in (ra, rb)]
+    path = heatmaps.draw_heatmap_pair(
+        mats[0], mats[1], (f"{names[0]} ({n[0]} models)", f"{names[1]} ({n[1]} models)"),
+        folder / f"{representation}-score_rank_correlation-side_by_side.png",
+        f"{section}, {representation}: rank correlation")
+    rep.add(path, f"Spearman rank correlation ×100 between the disentanglement scores in each "
+                  f"study ({sources}), {representation} representation (Locatello et al. 2019, "
+                  "Fig. 2), side by side.", section)

@@ -35,18 +35,10 @@ def as_percent(matrix: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=matrix.index, columns=matrix.columns)
 
 
-@style.styled
-def draw_heatmap(matrix: pd.DataFrame, path: Path, title: str, xlabel: str = "",
-                 ylabel: str = "", colorbar_label: str = "Spearman rank correlation ×100") -> Path:
-    """An annotated heatmap of a correlation ``matrix`` (values in [-1, 1]) with a diverging colour
-    scale centred on 0 (fixed to [-100, 100]); NaN cells are grey and marked "n/a". The printed
-    numbers are also written beside the PNG as CSV (same name, ``.csv``)."""
-    pct = as_percent(matrix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pct.to_csv(path.with_suffix(".csv"), float_format="%.0f", lineterminator="\n")
+def _cells(ax, pct: pd.DataFrame, title: str, xlabel: str = "", ylabel: str = ""):
+    """Draw the ×100 matrix ``pct`` on ``ax`` with its numbers; returns the image (for a colour
+    bar). NaN cells are grey and marked "n/a"."""
     n_rows, n_cols = pct.shape
-    fig, axes = style.new_figure(max(3.2, 0.62 * n_cols + 2.2), max(2.6, 0.48 * n_rows + 1.4))
-    ax = axes[0, 0]
     data = np.ma.masked_invalid(pct.to_numpy())
     cmap = style.plt.get_cmap(style.DIVERGING).with_extremes(bad="0.85")
     im = ax.imshow(data, cmap=cmap, vmin=-100, vmax=100, aspect="auto")
@@ -65,6 +57,45 @@ def draw_heatmap(matrix: pd.DataFrame, path: Path, title: str, xlabel: str = "",
     for side in ("top", "right", "left", "bottom"):
         ax.spines[side].set_visible(False)
     ax.tick_params(length=0)
+    return im
+
+
+@style.styled
+def draw_heatmap(matrix: pd.DataFrame, path: Path, title: str, xlabel: str = "",
+                 ylabel: str = "", colorbar_label: str = "Spearman rank correlation ×100") -> Path:
+    """An annotated heatmap of a correlation ``matrix`` (values in [-1, 1]) with a diverging colour
+    scale centred on 0 (fixed to [-100, 100]); NaN cells are grey and marked "n/a". The printed
+    numbers are also written beside the PNG as CSV (same name, ``.csv``)."""
+    pct = as_percent(matrix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pct.to_csv(path.with_suffix(".csv"), float_format="%.0f", lineterminator="\n")
+    n_rows, n_cols = pct.shape
+    fig, axes = style.new_figure(max(3.2, 0.62 * n_cols + 2.2), max(2.6, 0.48 * n_rows + 1.4))
+    ax = axes[0, 0]
+    im = _cells(ax, pct, title, xlabel, ylabel)
     cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03, ticks=[-100, -50, 0, 50, 100])
     cbar.set_label(colorbar_label)
+    return style.save(fig, path)
+
+
+@style.styled
+def draw_heatmap_pair(left: pd.DataFrame, right: pd.DataFrame, titles: tuple[str, str],
+                      path: Path, title: str) -> Path:
+    """Two correlation matrices side by side on one colour scale (as ``draw_heatmap``), e.g. the
+    same scores in two studies; both are written beside the PNG as one CSV, keyed by title."""
+    pcts = [as_percent(left), as_percent(right)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat(dict(zip(titles, pcts))).to_csv(path.with_suffix(".csv"), float_format="%.0f",
+                                              lineterminator="\n")
+    n_rows, n_cols = pcts[0].shape
+    fig, axes = style.new_figure(2 * max(3.2, 0.62 * n_cols + 2.2),
+                                 max(2.6, 0.48 * n_rows + 1.6), ncols=2)
+    for ax, pct, name in zip(axes[0], pcts, titles):
+        im = _cells(ax, pct, name)
+    if list(pcts[1].index) == list(pcts[0].index):
+        axes[0, 1].set_yticklabels([])  # the same scores: labelled once, on the left
+    cbar = fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.02,
+                        ticks=[-100, -50, 0, 50, 100])
+    cbar.set_label("Spearman rank correlation ×100")
+    fig.suptitle(title, y=1.02)
     return style.save(fig, path)

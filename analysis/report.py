@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,10 +88,13 @@ def summary_tables(df: pd.DataFrame, failures: pd.DataFrame) -> dict[str, pd.Dat
                         .sort_values(cols).reset_index(drop=True))
             out["Software versions (jobs per combination)"] = versions
         if "train_seconds" in jobs and "job_seconds" in jobs:
+            # min_count: seconds nobody recorded (imported rows) show as blank, not as 0 hours
             t = pd.DataFrame({
                 "jobs": [len(jobs)],
-                "training hours": [round(jobs["train_seconds"].astype(float).sum() / 3600, 3)],
-                "job hours": [round(jobs["job_seconds"].astype(float).sum() / 3600, 3)],
+                "training hours": [round(jobs["train_seconds"].astype(float).sum(min_count=1)
+                                         / 3600, 3)],
+                "job hours": [round(jobs["job_seconds"].astype(float).sum(min_count=1) / 3600,
+                                    3)],
             })
             out["Compute"] = t
     if len(failures):
@@ -149,4 +153,19 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
     parts.append("</body></html>\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def write_links(path: Path, title: str, indexes: list[Path]) -> Path:
+    """An index.html linking other index pages (each study's, each comparison's), by folder."""
+    esc = html.escape
+    items = []
+    for p in indexes:
+        rel = Path(os.path.relpath(p, path.parent)).as_posix()
+        items.append(f'<li><a href="{esc(rel)}">{esc(Path(rel).parent.as_posix())}</a></li>')
+    page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+            f"<h1>{esc(title)}</h1>", "<ul>", *items, "</ul>", "</body></html>\n"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(page), encoding="utf-8")
     return path

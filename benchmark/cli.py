@@ -54,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
                      help="job or model ids to draw latent traversals for (default: one per method)")
     fig.add_argument("--efficiency-score", default=None, metavar="METRIC.KEY",
                      help="the score plotted against efficiency (default: factor_vae.eval_accuracy)")
+    fig.add_argument("--compare", nargs=2, default=None, metavar="STUDY",
+                     help="also compare two studies of the results root (rank correlations side "
+                          "by side, matched models' scores); drawn for every imported study and "
+                          "each of ours without it")
+
+    imp = sub.add_parser("import", help="import another tool's results into a results store")
+    imp_sub = imp.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    dl = imp_sub.add_parser(
+        "dlib", help="disentanglement_lib's model outputs or aggregated results.json")
+    dl.add_argument("path", help="a folder of dlib model outputs (dlib_reproduce's output/...) or "
+                                 "the aggregated results file of dlib_aggregate_results")
+    dl.add_argument("--study", required=True, help="the study to import into (a folder name)")
+    dl.add_argument("--results", default="results", help="results root (default: ./results)")
 
     ds = sub.add_parser("datasets", help="list datasets, or write a PNG grid of samples")
     ds.add_argument("name", nargs="?", help="a dataset to render samples of")
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": cmd_run, "status": cmd_status, "figures": cmd_figures,
-                "datasets": cmd_datasets, "data": cmd_data}[args.command](args)
+                "import": cmd_import, "datasets": cmd_datasets, "data": cmd_data}[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -241,10 +254,18 @@ def cmd_figures(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if not root.is_dir():
         raise UserError(f"results folder not found: {root}")
-    extra = {"traversal_jobs": args.traversal_jobs}
+    extra = {"traversal_jobs": args.traversal_jobs, "compare": args.compare}
     if args.efficiency_score:
         extra["efficiency_score"] = args.efficiency_score
     _draw_figures(root, args.out, **extra)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from benchmark.importers import import_dlib
+
+    summary = import_dlib(args.path, args.study, args.results)
+    print("\n".join(summary.lines()), file=sys.stderr)
     return 0
 
 

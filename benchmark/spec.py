@@ -27,6 +27,17 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Scalar = bool | int | float | str
 
 
+def check_study_name(v: str) -> str:
+    """``v`` if it can name a study; ValueError otherwise."""
+    # The name becomes a folder under the results directory: nothing that could leave it.
+    if not _STUDY_NAME.match(v) or v in {".", ".."} or ".." in v:
+        raise ValueError(
+            f"study name {v!r} must be letters, digits, '_', '-' or '.', start with a letter or "
+            "digit and contain no '..' (it names a folder under the results directory)"
+        )
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,13 +98,7 @@ class StudySpec(_Strict):
     @field_validator("study")
     @classmethod
     def _safe_study_name(cls, v: str) -> str:
-        # The name becomes a folder under the results directory: nothing that could leave it.
-        if not _STUDY_NAME.match(v) or v in {".", ".."} or ".." in v:
-            raise ValueError(
-                f"study name {v!r} must be letters, digits, '_', '-' or '.', start with a letter or "
-                "digit and contain no '..' (it names a folder under the results directory)"
-            )
-        return v
+        return check_study_name(v)
 
     @field_validator("training")
     @classmethod

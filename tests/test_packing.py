@@ -24,6 +24,7 @@ import torch
 from test_models_toydata import Squares
 
 from benchmark.errors import UserError
+from benchmark.models import validate_params
 from benchmark.packing import _Pack, train_pack
 from benchmark.training import Diverged, TrainConfig, TrainingRun, _streams, build_system, train
 
@@ -93,7 +94,7 @@ def test_vmap_pack_equals_models_trained_alone(method):
 @pytest.mark.parametrize("method", sorted(SWEEPS))
 def test_loop_pack_is_bitwise_train(method):
     data = Squares(64, 3)
-    cfg = TrainConfig(steps=30, batch_size=8, eval_batches=4, log_every=10)
+    cfg = TrainConfig(steps=12, batch_size=8, eval_batches=4, log_every=5)
     packed = train_pack(method, SWEEPS[method], data, SEEDS, cfg, strategy="loop")
     for p, a in zip(packed, alone(method, SWEEPS[method], data, cfg), strict=True):
         assert_bitwise(p, a)
@@ -115,7 +116,8 @@ def test_initial_weights_are_bitwise_those_of_build_system():
     runs = [TrainingRun("factor_vae", p, data, s, cfg) for p, s in zip(SWEEPS["factor_vae"], SEEDS)]
     pack = _Pack(runs, [None] * 3, "vmap")
     for k, (p, s) in enumerate(zip(SWEEPS["factor_vae"], SEEDS)):
-        own = build_system("factor_vae", p, data.observation_shape, cfg, s).state_dict()
+        own = build_system("factor_vae", validate_params("factor_vae", p), data.observation_shape, cfg,
+                           s).state_dict()
         assert own.keys() == pack.params.keys()
         for n, w in own.items():
             assert torch.equal(pack.params[n][k], w), n

@@ -3,10 +3,14 @@ against a plain eager PyTorch β-VAE loop (same architecture, same optimiser, no
 
     OMP_NUM_THREADS=1 python bench/train_speed.py [--threads 1] [--steps 30] [--warmup 10]
         [--device cpu|cuda|auto] [--methods beta_vae,factor_vae,...]
+        [--pack 1,4,16 [--strategies vmap,loop]]
 
-Prints a table: wall images/s, images per own CPU-second (robust on a shared machine, docs/performance.md)
-and the ratio to the eager loop. Data come from a pre-rendered pool of random binary images, so the
-numbers measure the model and the training loop, not dataset rendering.
+Prints a table: wall images/s, images per own CPU-second (robust on a shared machine; see docs/performance.md)
+and the ratio to the eager loop. With --pack: packed training (`benchmark.packing.train_pack`) of K
+models of each method (default beta_vae) per strategy, images/s per model and in total, and the
+total's ratio to K = 1 (`train()` alone): models trained per unit of device time, relative to one at
+a time. Data come from a pre-rendered pool of random binary images, so the numbers measure the model
+and the training loop, not dataset rendering.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.packing import train_pack
 from benchmark.settings import TrainingSettings
 from benchmark.training import configure_allocator, resolve_device, train
 
@@ -91,6 +96,46 @@ def harness(method: str, device: torch.device, warmup: int, steps: int) -> tuple
     return images / (t1[0] - t0[0]), images / max(t1[1] - t0[1], 1e-9)
 
 
+def packed(method: str, k: int, strategy: str, device: torch.device, warmup: int,
+           steps: int) -> tuple[float, float]:
+    """Total (wall, CPU) images/s of `train_pack` with k models (k = 1: `train()` alone); the clock
+    runs between model 0's progress calls after the warm-up and at the end, as in `harness`."""
+    if k == 1:
+        return harness(method, device, warmup, steps)
+    marks: list[tuple[int, tuple[float, float]]] = []
+    step_per_iter = 2 if method == "factor_vae" else 1
+    cfg = TrainingSettings(steps=(warmup + steps) * step_per_iter, batch_size=BATCH,
+                      log_every=warmup, checkpoint_every=10**9, device=str(device), eval_batches=0)
+    progress = [lambda step, total, m: marks.append((step, _clock()))] + [None] * (k - 1)
+    results = train_pack(method, [{}] * k, Pool(), seeds=list(range(k)), config=cfg, progress=progress,
+                         strategy=strategy)
+    failed = [r for r in results if isinstance(r, Exception)]
+    if failed:
+        raise failed[0]
+    (s0, t0), (s1, t1) = marks[0], marks[-1]
+    images = (s1 - s0) // step_per_iter * BATCH * k
+    return images / (t1[0] - t0[0]), images / max(t1[1] - t0[1], 1e-9)
+
+
+def pack_table(methods: list[str], ks: list[int], strategies: list[str], device: torch.device,
+               warmup: int, steps: int) -> None:
+    """Ratios: total images/s of the pack over K = 1's, i.e. models trained per second relative to one
+    at a time (>= 1: packing saves device time; the issue asks >= 0.95 on the CPU)."""
+    print(f"{'method':14s} {'strategy':8s} {'K':>3s} {'img/s total':>12s} {'img/s/model':>12s} "
+          f"{'img/CPU-s total':>16s} {'wall ratio':>11s} {'CPU ratio':>10s}")
+    for method in methods:
+        base = None
+        for strategy in strategies:
+            for k in ks:
+                if k == 1 and base is not None:
+                    continue
+                wall, cpu = packed(method, k, strategy, device, warmup, steps)
+                base = base or (wall, cpu)
+                label = "alone" if k == 1 else strategy
+                print(f"{method:14s} {label:8s} {k:3d} {wall:12.0f} {wall / k:12.1f} {cpu:16.0f} "
+                      f"{wall / base[0]:11.2f} {cpu / base[1]:10.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -98,12 +143,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--pack", default=None, help="comma-separated pack sizes K, e.g. 1,4,16")
+    ap.add_argument("--strategies", default="vmap,loop", help="pack strategies (with --pack)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     configure_allocator()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{args.threads} threads"
     print(f"device: {name}; batch {BATCH}; 64x64x1; {args.steps} timed steps after {args.warmup} warm-up")
+    if args.pack:
+        methods = ["beta_vae"] if args.methods == ",".join(METHODS) else args.methods.split(",")
+        pack_table(methods, [int(k) for k in args.pack.split(",")], args.strategies.split(","),
+                   device, args.warmup, args.steps)
+        return
     base_wall, base_cpu = eager_loop(device, args.warmup, args.steps)
     rows = [("plain eager loop (beta_vae)", base_wall, base_cpu)]
     for m in args.methods.split(","):

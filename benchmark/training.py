@@ -288,6 +288,124 @@ def _check_finite(window: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
         raise Diverged(window[i][0], f"loss is {float(losses[i])}")
 
 
+def _window_end(step: int, last_ck: int, iterations: int, config: TrainingSettings) -> tuple[bool, bool]:
+    """(a checkpoint is due, the metrics window ends) after an iteration that reached `step`; the
+    window is checked for divergence and reported at its end, before any checkpoint is written."""
+    ck_due = step // config.checkpoint_every > last_ck // config.checkpoint_every
+    return ck_due, ck_due or step >= config.steps or iterations >= config.log_every
+
+
+def _window_means(window: list[tuple[int, dict[str, torch.Tensor]]]) -> dict[str, float]:
+    return {k: float(torch.stack([m[k] for _, m in window]).float().mean()) for k in window[-1][1]}
+
+
+class TrainingRun:
+    """One job between steps: its networks, optimisers, random streams, step and checkpoint.
+
+    `train()` drives one run; `benchmark.packing` drives several in lock-step. Construction builds
+    the system and resumes from `checkpoint_dir/last.pt` when present; when that checkpoint is
+    finished, `result` is the trained model and nothing is left to train."""
+
+    def __init__(self, method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
+                 config: TrainingSettings, checkpoint_dir: str | Path | None = None) -> None:
+        params = validate_params(method, params)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = int(seed)
+        configure_allocator()
+        self.method, self.params, self.seed, self.config, self.data = method, params, seed, config, data
+        self.device = device = resolve_device(config.device)
+        self.obs_shape = obs_shape = tuple(int(s) for s in data.observation_shape)
+        self.seeds = seeds = _streams(seed)
+        self.system = system = build_system(method, params, obs_shape, config, seed).to(device)
+        self.optimizers = system.make_optimizers()
+        self.noise = torch.Generator(device=device).manual_seed(seeds["noise"])
+        self.data_rng = np.random.default_rng(seeds["data"])
+        self.step, self.train_seconds = 0, 0.0
+        self.result: TrainedModel | None = None
+        self.ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+        if self.ck_path is None or not self.ck_path.is_file():
+            return
+        ck = _load_checkpoint(self.ck_path)
+        _check_compatible(ck, method, params, seed, config, obs_shape, self.ck_path)
+        system.load_state_dict(ck["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(ck["optimizers"][name])
+        if ck.get("noise_device", "cpu") == device.type:
+            self.noise.set_state(ck["noise_rng"])
+        else:  # CPU and CUDA generator states are not interchangeable: continue on a derived stream
+            self.noise.manual_seed((seeds["noise"] + int(ck["step"])) % 2**63)
+        self.data_rng.bit_generator.state = ck["data_rng"]
+        self.step, self.train_seconds = int(ck["step"]), float(ck["train_seconds"])
+        if ck.get("summary") is not None and (system.fitted or self.step >= config.steps):
+            if self.step > config.steps and not system.fitted:
+                raise UserError(f"checkpoint {self.ck_path} is at step {self.step}, past the requested "
+                                f"{config.steps} steps")
+            self.result = TrainedModel(method, params, seed, config, system, self.step,
+                                       dict(ck["summary"]), self.train_seconds, obs_shape, device)
+
+    def train(self, progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainedModel:
+        """Train to `config.steps` (or fit), then `finish`; see `train()`."""
+        if self.result is not None:
+            return self.result
+        system, config = self.system, self.config
+        t0 = time.perf_counter()
+        if system.fitted:
+            system.fit(lambda n: self.data.sample_observations(n, self.data_rng), self.seeds["fit"])
+            system.to(self.device)
+        else:
+            system.train()
+            window: list[tuple[int, dict[str, torch.Tensor]]] = []
+            last_ck = self.step
+            while self.step < config.steps:
+                metrics, advanced = system.training_step(self.draw, self.step, self.noise, self.optimizers)
+                window.append((self.step, metrics))
+                self.step += advanced
+                ck_due, window_done = _window_end(self.step, last_ck, len(window), config)
+                if window_done:
+                    _check_finite(window)
+                    if progress is not None:
+                        progress(self.step, config.steps, _window_means(window))
+                    window = []
+                    if ck_due and self.ck_path is not None and self.step < config.steps:
+                        self.train_seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save()
+                        last_ck = self.step
+        self.train_seconds += time.perf_counter() - t0
+        return self.finish()
+
+    def draw(self) -> torch.Tensor:
+        """The next batch of this job's data stream, on its device."""
+        return _to_tensor(self.data.sample_observations(self.config.batch_size, self.data_rng), self.device)
+
+    def checkpoint(self, summary: dict | None) -> dict:
+        """The `last.pt` content: everything a resume needs, and the summary once finished."""
+        return {
+            "format": CHECKPOINT_FORMAT, "method": self.method, "params": self.params, "seed": self.seed,
+            "config": self.config.model_dump(), "observation_shape": list(self.obs_shape),
+            "step": self.step, "train_seconds": self.train_seconds,
+            "model": {k: v.detach().cpu() for k, v in self.system.state_dict().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "noise_rng": self.noise.get_state(), "noise_device": self.device.type,
+            "data_rng": self.data_rng.bit_generator.state, "summary": summary,
+        }
+
+    def save(self, summary: dict | None = None) -> None:
+        if self.ck_path is not None:
+            _atomic_save(self.checkpoint(summary), self.ck_path)
+
+    def finish(self) -> TrainedModel:
+        """Evaluate the summary, write the final checkpoint, return the trained model (Diverged when
+        the summary is not finite)."""
+        summary = _summary(self.system, self.data, self.config, self.step, self.seeds, self.device)
+        if any(not math.isfinite(v) for v in summary.values()):
+            raise Diverged(self.step, "summary evaluation is not finite")
+        self.save(summary)
+        return TrainedModel(self.method, self.params, self.seed, self.config, self.system, self.step,
+                            summary, self.train_seconds, self.obs_shape, self.device)
+
+
 def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
           config: TrainingSettings | None = None, checkpoint_dir: str | Path | None = None,
           progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainedModel:
@@ -296,86 +414,7 @@ def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,
     Raises `Diverged(step, message)` when the loss becomes NaN/inf (no checkpoint is written past the
     last finite step), `UserError` on bad input or an incompatible checkpoint."""
     config = config if config is not None else TrainingSettings()  # validated when built
-    params = validate_params(method, params)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
-    configure_allocator()
-    device = resolve_device(config.device)
-    obs_shape = tuple(int(s) for s in data.observation_shape)
-    seeds = _streams(seed)
-    system = build_system(method, params, obs_shape, config, seed).to(device)
-    optimizers = system.make_optimizers()
-    noise = torch.Generator(device=device).manual_seed(seeds["noise"])
-    data_rng = np.random.default_rng(seeds["data"])
-    step, train_seconds, summary = 0, 0.0, None
-
-    ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ck_path is not None and ck_path.is_file():
-        ck = _load_checkpoint(ck_path)
-        _check_compatible(ck, method, params, seed, config, obs_shape, ck_path)
-        system.load_state_dict(ck["model"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(ck["optimizers"][name])
-        if ck.get("noise_device", "cpu") == device.type:
-            noise.set_state(ck["noise_rng"])
-        else:  # CPU and CUDA generator states are not interchangeable: continue on a derived stream
-            noise.manual_seed((seeds["noise"] + int(ck["step"])) % 2**63)
-        data_rng.bit_generator.state = ck["data_rng"]
-        step, train_seconds = int(ck["step"]), float(ck["train_seconds"])
-        if ck.get("summary") is not None and (system.fitted or step >= config.steps):
-            if step > config.steps and not system.fitted:
-                raise UserError(f"checkpoint {ck_path} is at step {step}, past the requested "
-                                f"{config.steps} steps")
-            return TrainedModel(method, params, seed, config, system, step, dict(ck["summary"]),
-                                train_seconds, obs_shape, device)
-
-    def state(summary_: dict | None) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT, "method": method, "params": params, "seed": seed,
-            "config": config.model_dump(), "observation_shape": list(obs_shape),
-            "step": step, "train_seconds": train_seconds,
-            "model": {k: v.detach().cpu() for k, v in system.state_dict().items()},
-            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-            "noise_rng": noise.get_state(), "noise_device": device.type, "data_rng": data_rng.bit_generator.state,
-            "summary": summary_,
-        }
-
-    def draw() -> torch.Tensor:
-        return _to_tensor(data.sample_observations(config.batch_size, data_rng), device)
-
-    t0 = time.perf_counter()
-    if system.fitted:
-        system.fit(lambda n: data.sample_observations(n, data_rng), seeds["fit"])
-        system.to(device)
-    else:
-        system.train()
-        window: list[tuple[int, dict[str, torch.Tensor]]] = []
-        last_ck = step
-        while step < config.steps:
-            metrics, advanced = system.training_step(draw, step, noise, optimizers)
-            window.append((step, metrics))
-            step += advanced
-            ck_due = step // config.checkpoint_every > last_ck // config.checkpoint_every
-            if ck_due or step >= config.steps or len(window) >= config.log_every:
-                _check_finite(window)
-                if progress is not None:
-                    progress(step, config.steps, {k: float(torch.stack([m[k] for _, m in window]).float().mean())
-                                                  for k in window[-1][1]})
-                window = []
-                if ck_due and ck_path is not None and step < config.steps:
-                    train_seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    _atomic_save(state(None), ck_path)
-                    last_ck = step
-    train_seconds += time.perf_counter() - t0
-    summary = _summary(system, data, config, step, seeds, device)
-    if any(not math.isfinite(v) for v in summary.values()):
-        raise Diverged(step, "summary evaluation is not finite")
-    if ck_path is not None:
-        _atomic_save(state(summary), ck_path)
-    return TrainedModel(method, params, seed, config, system, step, summary, train_seconds,
-                        obs_shape, device)
+    return TrainingRun(method, params, data, seed, config, checkpoint_dir).train(progress)
 
 
 def _check_compatible(ck: dict, method: str, params: dict, seed: int, config: TrainingSettings,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +11,9 @@ from torch import nn
 
 # draw() -> a fresh float32 batch (N, C, H, W) on the system's device, from the job's data stream.
 Draw = Callable[[], torch.Tensor]
+# A method's scalar loss weights at one step (β, γ, C, ...): python floats when one model trains,
+# 0-dim tensors (one value per model) inside a pack (`benchmark.packing`).
+Coefficients = Mapping[str, "float | torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,20 @@ class BuildContext:
 class System(nn.Module):
     """A representation learner.
 
-    Gradient-trained systems implement `training_step`; fitted baselines set `fitted = True` and
-    implement `fit`. All implement `encode` (mean, log-variance or None) and `decode` (probabilities).
+    Gradient-trained systems either fill the hooks of the base class's `training_step` flow
+    (`iteration_inputs`, `coefficients`, `objectives`) or override `training_step` itself; fitted
+    baselines set `fitted = True` and implement `fit`. All implement `encode` (mean, log-variance or
+    None) and `decode` (probabilities).
+
+    The flow separates what is random (drawn per model from its own streams) and what is per-model
+    scalar (the coefficients) from the pure forward pass, so that `benchmark.packing` can run the same
+    `objectives` for K models at once under `torch.func.vmap`: a system that keeps the base
+    `training_step` can be packed.
     """
 
     fitted: bool = False  # True: "trained" by `fit` on samples, no gradient steps
     num_latent: int
+    steps_per_iteration: int = 1  # global steps one `training_step` advances
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {}
@@ -42,7 +53,29 @@ class System(nn.Module):
     def training_step(self, draw: Draw, step: int, generator: torch.Generator,
                       optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], int]:
         """One iteration: returns (metrics incl. "loss", how many global steps it advanced)."""
+        inputs = self.iteration_inputs(draw, generator)
+        metrics, objectives = self.objectives(inputs, step, self.coefficients(step))
+        apply_updates(objectives, optimizers)
+        return metrics, self.steps_per_iteration
+
+    def iteration_inputs(self, draw: Draw, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Everything random one iteration consumes: batches from `draw` and noise from `generator`
+        (on `generator.device`), drawn in a fixed order so the streams advance as the method's loop."""
         raise NotImplementedError
+
+    def coefficients(self, step: int) -> dict[str, float]:
+        """The objective's scalar weights at global step `step` (python floats)."""
+        return {}
+
+    def objectives(self, inputs: Mapping[str, torch.Tensor], step: int,
+                   coef: Coefficients) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The forward pass, deterministic given its inputs: (detached metrics incl. "loss", the loss
+        each optimiser of `make_optimizers` minimises, by the optimiser's name)."""
+        raise NotImplementedError
+
+    def pack_key(self) -> tuple:
+        """Settings that shape the computation beyond the coefficients: models in one pack share them."""
+        return ()
 
     def fit(self, draw_numpy: Callable[[int], np.ndarray], seed: int) -> None:
         raise NotImplementedError
@@ -58,3 +91,20 @@ class System(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes (N, D) → images (N, C, H, W) with values in [0, 1]."""
         raise NotImplementedError
+
+
+def apply_updates(objectives: Mapping[str, torch.Tensor],
+                  optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+    """Each optimiser minimises its own objective over its own parameters only (dlib's `var_list`),
+    with every gradient taken from the same forward pass before any update (dlib's `tf.group`)."""
+    names = list(optimizers)
+    grads = []
+    for i, name in enumerate(names):
+        params = [p for g in optimizers[name].param_groups for p in g["params"]]
+        grads.append((params, torch.autograd.grad(objectives[name], params,
+                                                  retain_graph=i < len(names) - 1)))
+    for params, gs in grads:
+        for p, g in zip(params, gs, strict=True):
+            p.grad = g
+    for name in names:
+        optimizers[name].step()

@@ -39,6 +39,11 @@ def sample_gaussian(mean: torch.Tensor, logvar: torch.Tensor,
                     generator: torch.Generator | None) -> torch.Tensor:
     """Reparameterised sample z = μ + exp(logvar / 2)·ε (dlib `sample_from_latent_distribution`)."""
     eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return reparameterize(mean, logvar, eps)
+
+
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = μ + exp(logvar / 2)·ε for given standard-normal ε (Kingma & Welling 2014)."""
     return mean + torch.exp(0.5 * logvar) * eps
 
 
@@ -99,9 +104,12 @@ def total_correlation(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor)
 def shuffle_codes(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Permute each latent dimension independently across the batch (dlib `shuffle_codes`; Kim & Mnih
     2018 Alg. 1): samples from the product of the marginals q̄(z) = Π_j q(z_j)."""
-    n, d = z.shape
-    idx = torch.argsort(torch.rand((n, d), generator=generator, device=z.device), dim=0)
-    return torch.gather(z, 0, idx)
+    return shuffle_codes_by(z, torch.rand(z.shape, generator=generator, device=z.device))
+
+
+def shuffle_codes_by(z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """`shuffle_codes` with its uniform draws `u` (same shape as z) given: each column is sorted by u."""
+    return torch.gather(z, 0, torch.argsort(u, dim=0))
 
 
 def factor_vae_tc(logits: torch.Tensor) -> torch.Tensor:

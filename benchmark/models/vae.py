@@ -8,11 +8,13 @@ Optimiser: Adam(lr, betas 0.9/0.999, eps 1e-8) as dlib `shared.gin`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from benchmark.models import losses
 from benchmark.models.architectures import FCDiscriminator, make_decoder, make_encoder
-from benchmark.models.base import BuildContext, Draw, System
+from benchmark.models.base import BuildContext, Coefficients, Draw, System
 
 
 def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -22,7 +24,11 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.
 class GaussianVAE(System):
     """Gaussian encoder + decoder with logits; subclasses override `regularizer` (β-VAE here).
 
-    β-VAE: regularizer = β·KL (Higgins et al. 2017)."""
+    β-VAE: regularizer = β·KL (Higgins et al. 2017).
+
+    The regularizers read their weights from `coefficients(step)` (python floats, derived values
+    computed in double precision as always), or from `coef` when given: one 0-dim tensor per
+    weight inside a pack."""
 
     def __init__(self, ctx: BuildContext, beta: float = 1.0) -> None:
         super().__init__()
@@ -33,17 +39,25 @@ class GaussianVAE(System):
         self.decoder = make_decoder(ctx.architecture, ctx.observation_shape, ctx.num_latent)
         self.recon_fn = losses.RECONSTRUCTION_LOSSES[ctx.reconstruction_loss]
 
-    def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-                    z: torch.Tensor, step: int) -> torch.Tensor:
-        return self.beta * kl
+    def coefficients(self, step: int) -> dict[str, float]:
+        return {"beta": self.beta}
 
-    def terms(self, x: torch.Tensor, step: int,
-              generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
+                    z: torch.Tensor, step: int, coef: Coefficients | None = None) -> torch.Tensor:
+        c = self.coefficients(step) if coef is None else coef
+        return c["beta"] * kl
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """The reparameterisation's ε for a batch of n (what `losses.sample_gaussian` draws)."""
+        return torch.randn((n, self.num_latent), generator=generator, device=generator.device)
+
+    def terms(self, x: torch.Tensor, eps: torch.Tensor, step: int,
+              coef: Coefficients) -> dict[str, torch.Tensor]:
         mean, logvar = self.encoder(x)
-        z = losses.sample_gaussian(mean, logvar, generator)
+        z = losses.reparameterize(mean, logvar, eps)
         recon = self.recon_fn(x, self.decoder(z)).mean()
         kl = losses.gaussian_kl(mean, logvar)
-        reg = self.regularizer(kl, mean, logvar, z, step)
+        reg = self.regularizer(kl, mean, logvar, z, step, coef)
         return {"reconstruction_loss": recon, "kl_loss": kl, "regularizer": reg,
                 "elbo": -(recon + kl), "loss": recon + reg, "_mean": mean, "_logvar": logvar, "_z": z}
 
@@ -51,17 +65,16 @@ class GaussianVAE(System):
         return {"vae": adam(list(self.encoder.parameters()) + list(self.decoder.parameters()),
                             self.ctx.learning_rate)}
 
-    def training_step(self, draw: Draw, step: int, generator: torch.Generator,
-                      optimizers: dict[str, torch.optim.Optimizer]):
-        t = self.terms(draw(), step, generator)
-        opt = optimizers["vae"]
-        opt.zero_grad(set_to_none=True)
-        t["loss"].backward()
-        opt.step()
-        return {k: v.detach() for k, v in t.items() if not k.startswith("_")}, 1
+    def iteration_inputs(self, draw: Draw, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x = draw()
+        return {"x": x, "eps": self.noise(x.shape[0], generator)}
+
+    def objectives(self, inputs: Mapping[str, torch.Tensor], step: int, coef: Coefficients):
+        t = self.terms(inputs["x"], inputs["eps"], step, coef)
+        return {k: v.detach() for k, v in t.items() if not k.startswith("_")}, {"vae": t["loss"]}
 
     def summary_terms(self, x: torch.Tensor, step: int, generator: torch.Generator):
-        t = self.terms(x, step, generator)
+        t = self.terms(x, self.noise(x.shape[0], generator), step, self.coefficients(step))
         out = {k: v for k, v in t.items() if not k.startswith("_")}
         kl_dim = losses.gaussian_kl_per_dim(t["_mean"], t["_logvar"]).mean(0)
         for i in range(kl_dim.shape[0]):
@@ -85,9 +98,12 @@ class AnnealedVAE(GaussianVAE):
         super().__init__(ctx)
         self.gamma, self.c_max, self.iteration_threshold = gamma, c_max, iteration_threshold
 
-    def regularizer(self, kl, mean, logvar, z, step):
-        c = losses.anneal(self.c_max, step, self.iteration_threshold)
-        return losses.annealed_regularizer(kl, self.gamma, c)
+    def coefficients(self, step):
+        return {"gamma": self.gamma, "capacity": losses.anneal(self.c_max, step, self.iteration_threshold)}
+
+    def regularizer(self, kl, mean, logvar, z, step, coef=None):
+        c = self.coefficients(step) if coef is None else coef
+        return losses.annealed_regularizer(kl, c["gamma"], c["capacity"])
 
 
 class DIPVAE(GaussianVAE):
@@ -99,9 +115,16 @@ class DIPVAE(GaussianVAE):
         super().__init__(ctx)
         self.lambda_od, self.lambda_d_factor, self.dip_type = lambda_od, lambda_d_factor, dip_type
 
-    def regularizer(self, kl, mean, logvar, z, step):
+    def coefficients(self, step):
+        return {"lambda_od": self.lambda_od, "lambda_d": self.lambda_d_factor * self.lambda_od}
+
+    def regularizer(self, kl, mean, logvar, z, step, coef=None):
+        c = self.coefficients(step) if coef is None else coef
         cov = losses.dip_covariance(mean, logvar, self.dip_type)
-        return kl + losses.dip_penalty(cov, self.lambda_od, self.lambda_d_factor * self.lambda_od)
+        return kl + losses.dip_penalty(cov, c["lambda_od"], c["lambda_d"])
+
+    def pack_key(self) -> tuple:
+        return (self.dip_type,)
 
 
 class BetaTCVAE(GaussianVAE):
@@ -109,8 +132,12 @@ class BetaTCVAE(GaussianVAE):
     α = γ = 1), as dlib's `BetaTCVAE`: the full KL (which already holds one TC) plus (β − 1)·TC,
     the estimator's log(N·M) constants dropped as dlib's `total_correlation` drops them."""
 
-    def regularizer(self, kl, mean, logvar, z, step):
-        return kl + (self.beta - 1.0) * losses.total_correlation(z, mean, logvar)
+    def coefficients(self, step):
+        return {"tc_weight": self.beta - 1.0}
+
+    def regularizer(self, kl, mean, logvar, z, step, coef=None):
+        c = self.coefficients(step) if coef is None else coef
+        return kl + c["tc_weight"] * losses.total_correlation(z, mean, logvar)
 
 
 class FactorVAE(GaussianVAE):
@@ -139,32 +166,41 @@ class FactorVAE(GaussianVAE):
                                      betas=(0.5, 0.9))
         return opts
 
-    def regularizer(self, kl, mean, logvar, z, step):
+    def pack_key(self) -> tuple:
+        return (self.shuffle, self.steps_per_iteration)
+
+    def coefficients(self, step):
+        return {"gamma": self.gamma}
+
+    def regularizer(self, kl, mean, logvar, z, step, coef=None):
+        c = self.coefficients(step) if coef is None else coef
         logits, probs = self.discriminator(z)
         self._probs_z = probs  # reused by the discriminator's loss: one forward, as dlib's graph
-        return kl + self.gamma * losses.factor_vae_tc(logits)
+        return kl + c["gamma"] * losses.factor_vae_tc(logits)
 
-    def training_step(self, draw: Draw, step: int, generator: torch.Generator, optimizers):
-        x = draw()
-        t = self.terms(x, step, generator)
+    def terms(self, x, eps, step, coef):
+        t = super().terms(x, eps, step, coef)
+        t["_probs_z"], self._probs_z = self._probs_z, None
+        return t
+
+    def iteration_inputs(self, draw: Draw, generator: torch.Generator):
+        inputs = super().iteration_inputs(draw, generator)
+        n = inputs["x"].shape[0]
+        if self.shuffle == "second_batch":
+            inputs["x2"] = draw()
+            inputs["eps2"] = self.noise(n, generator)
+        inputs["shuffle"] = torch.rand((n, self.num_latent), generator=generator, device=generator.device)
+        return inputs
+
+    def objectives(self, inputs, step, coef):
+        t = self.terms(inputs["x"], inputs["eps"], step, coef)
         if self.shuffle == "same_batch":
             z = t["_z"]
         else:  # Kim & Mnih Alg. 2: the permuted codes come from a second, independent batch
             with torch.no_grad():
-                m2, lv2 = self.encoder(draw())
-                z = losses.sample_gaussian(m2, lv2, generator)
-        probs_z, self._probs_z = self._probs_z, None
-        _, probs_s = self.discriminator(losses.shuffle_codes(z.detach(), generator))
-        d_loss = losses.factor_vae_discriminator_loss(probs_z, probs_s)
-        vae_params = list(self.encoder.parameters()) + list(self.decoder.parameters())
-        d_params = list(self.discriminator.parameters())
-        # Each loss only updates its own networks (dlib's var_list): grads w.r.t. those alone.
-        vae_grads = torch.autograd.grad(t["loss"], vae_params, retain_graph=True)
-        d_grads = torch.autograd.grad(d_loss, d_params)
-        for p, g in zip(vae_params + d_params, vae_grads + d_grads, strict=True):
-            p.grad = g
-        optimizers["vae"].step()
-        optimizers["discriminator"].step()
+                z = losses.reparameterize(*self.encoder(inputs["x2"]), inputs["eps2"])
+        _, probs_s = self.discriminator(losses.shuffle_codes_by(z.detach(), inputs["shuffle"]))
+        d_loss = losses.factor_vae_discriminator_loss(t["_probs_z"], probs_s)
         out = {k: v.detach() for k, v in t.items() if not k.startswith("_")}
         out["discriminator_loss"] = d_loss.detach()
-        return out, self.steps_per_iteration
+        return out, {"vae": t["loss"], "discriminator": d_loss}

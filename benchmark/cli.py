@@ -1,4 +1,5 @@
-"""The `benchmark` command: run, status, figures, datasets (docs/architecture.md)."""
+"""The `benchmark` command: run, status, figures, import dlib, datasets, data download
+(docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from benchmark.settings import TrainingSettings
 from benchmark.training import train
 
 GRADIENT_METHODS = ["beta_vae", "vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii",
-                    "beta_tc_vae", "denoising_ae", "sparse_ae"]
+                    "beta_tc_vae", "denoising_ae", "sparse_ae", "information_dropout"]
 FITTED = ["pca", "fast_ica", "raw_pixels", "untrained_encoder"]
 
 

@@ -126,6 +126,13 @@ METHODS: dict[str, MethodSpec] = {
         "beta_tc_vae", lambda ctx, p: _lazy("vae").BetaTCVAE(ctx, beta=p["beta"]),
         {"beta": Param(1.0, float, minimum=_POS, doc="weight of the TC term")},
         "β-TCVAE (Chen et al. 2018): KL + (β − 1)·TC, minibatch-weighted estimator."),
+    "information_dropout": MethodSpec(
+        "information_dropout",
+        lambda ctx, p: _lazy("information_dropout").InformationDropout(ctx, p["beta"], p["max_alpha"]),
+        {"beta": Param(1.0, float, minimum=_POS, doc="weight of the KL term"),
+         "max_alpha": Param(0.7, float, minimum=1e-6, doc="cap on the noise scale α (the authors' 0.7)")},
+        "Information Dropout (Achille & Soatto 2018): softplus code × log-normal noise exp(α·ε), "
+        "reconstruction + β·KL to a learned log-normal prior."),
     # --- baselines of the beta-VAE paper's comparison (fitted, not trained)
     "pca": MethodSpec(
         "pca", lambda ctx, p: _lazy("baselines").PCABaseline(ctx), {},

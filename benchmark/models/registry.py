@@ -141,6 +141,12 @@ METHODS: dict[str, MethodSpec] = {
         "fast_ica", lambda ctx, p: _lazy("baselines").FastICABaseline(ctx, p["max_iter"]),
         {"max_iter": Param(200, int, minimum=1, doc="FastICA iterations")},
         "FastICA baseline (sklearn, unit-variance whitening)."),
+    "sparse_coding": MethodSpec(
+        "sparse_coding",
+        lambda ctx, p: _lazy("baselines").SparseCoding(ctx, p["alpha"], p["max_iter"]),
+        {"alpha": Param(1.0, float, minimum=1e-12, doc="weight of the codes' L1 penalty"),
+         "max_iter": Param(10, int, minimum=1, doc="passes over the fit samples")},
+        "Sparse coding (Olshausen & Field 1996): sklearn dictionary learning, codes = lasso codes."),
     "raw_pixels": MethodSpec(
         "raw_pixels", lambda ctx, p: _lazy("baselines").RawPixels(ctx), {},
         "The flattened image as its own representation (D = C*H*W)."),

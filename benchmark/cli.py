@@ -226,6 +226,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     st = store.status([j.job_id for j in jobs])
     print(f"study {spec.study} ({store.root}): {len(jobs)} jobs: {len(st.done)} done, "
           f"{len(st.failed)} failed, {len(st.pending)} pending")
+    running = store.live_leases().keys() & set(st.pending)
+    if running:
+        print(f"  {len(running)} of the pending jobs are running now (their leases are in "
+              f"{store.leases_dir})")
     if st.pending and (store.root / "slurm" / "arrays").is_dir():
         from benchmark.executors.slurm import active_jobs
 

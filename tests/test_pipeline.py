@@ -43,7 +43,7 @@ def test_tiny_study_end_to_end(tmp_path, write_spec):
     assert df.dataset_source.eq("procedural").all()
     cfg = json.loads(df.job_config.iloc[0])
     assert cfg["training"]["steps"] == 4
-    assert set(df.provenance) == {'{"source": "benchmark"}'}
+    assert set(df.provenance) == {'{"source": "benchmark", "torch_threads": 1}'}
     import duckdb
 
     n = duckdb.connect().execute(

@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
     run.add_argument("--results", default="results", help="results root (default: ./results)")
     run.add_argument("--workers", type=int, default=None,
-                     help="local worker processes (default: one per core); slurm: the most array "
+                     help="local worker processes (default: one per resources.cpus_per_job "
+                          "cores); slurm: the most array "
                           "tasks running at once; ray: the most jobs running at once")
     # Cluster back-ends (benchmark/executors/slurm.py, ray.py).
     run.add_argument("--chunk-size", type=int, default=None, metavar="N",

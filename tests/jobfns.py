@@ -55,18 +55,25 @@ def sleepy(job, store, progress):
 
 
 def faulty(job, store, progress):
-    """The real `run_job`, with one fault by seed: 1 its loss becomes NaN (the data is NaN), 2 its
-    MIG raises, 3 its worker is killed with SIGKILL (as the OOM killer does); others run as they
+    """The real `run_job`, with one fault by seed: 1 its worker is killed with SIGKILL (as the OOM
+    killer does), 2 its MIG raises, 3 its loss becomes NaN (the data is NaN); others run as they
     are. Patches are undone after the job: a worker runs several."""
     import signal
     from unittest import mock
 
     import benchmark.data
+    import benchmark.metrics.mig
     from benchmark.jobs import run_job
 
-    if job.seed == 3:
-        os.kill(os.getpid(), signal.SIGKILL)
     if job.seed == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if job.seed == 2:
+        def broken(*args, **kwargs):
+            raise ValueError("injected fault in mig")
+
+        with mock.patch.object(benchmark.metrics.mig, "score", broken):
+            return run_job(job, store, progress)
+    if job.seed == 3:
         real = benchmark.data.get_dataset
 
         def nan_dataset(*args, **kwargs):
@@ -77,20 +84,12 @@ def faulty(job, store, progress):
 
         with mock.patch.object(benchmark.data, "get_dataset", nan_dataset):
             return run_job(job, store, progress)
-    if job.seed == 2:
-        import benchmark.metrics.mig
-
-        def broken(*args, **kwargs):
-            raise ValueError("injected fault in mig")
-
-        with mock.patch.object(benchmark.metrics.mig, "score", broken):
-            return run_job(job, store, progress)
     return run_job(job, store, progress)
 
 
-def disk_full_on_seed_1(job, store, progress):
-    """The real `run_job`; for seed 1 every fsync fails with ENOSPC, as on a full disk (where a
-    real one cannot be mounted)."""
+def disk_full_on_rows_of_seed_1(job, store, progress):
+    """The real `run_job`; for seed 1 the disk is full when its rows are written: every fsync of a
+    file under rows/ fails with ENOSPC (where a small filesystem cannot be mounted)."""
     import errno
     from unittest import mock
 
@@ -98,9 +97,12 @@ def disk_full_on_seed_1(job, store, progress):
 
     if job.seed != 1:
         return run_job(job, store, progress)
+    real = os.fsync
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def fsync(fd):
+        if f"{os.sep}rows{os.sep}" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
 
-    with mock.patch.object(os, "fsync", full):
+    with mock.patch.object(os, "fsync", fsync):
         return run_job(job, store, progress)

@@ -50,3 +50,8 @@ def alive(pid: int, start: str) -> bool:
 def survivors(seen: dict[int, str]) -> dict[int, str]:
     """Those of `seen` (pid -> start time) still running, with their command lines."""
     return {pid: cmdline(pid) for pid, start in seen.items() if alive(pid, start)}
+
+
+def parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None

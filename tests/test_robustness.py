@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import jobfns
@@ -243,29 +242,13 @@ def test_breaking_a_stale_lease_never_removes_a_fresh_one(tmp_path):
     assert not [p for p in store.leases_dir.iterdir() if p.name != "job.json"]
 
 
-DRIVER = textwrap.dedent("""
-    import json, sys
-    import jobfns
-    from cluster_jobfns import make_jobs
-    from benchmark.executors.local import LocalExecutor
-    from benchmark.store import ResultsStore
-    if __name__ == "__main__":  # the spawned workers import this module too
-        jobs = make_jobs("two", list(range(int(sys.argv[2]))))
-        summary = LocalExecutor(workers=2, job_fn=jobfns.sleepy).run(
-            jobs, ResultsStore(sys.argv[1]), show_progress=False)
-        print(json.dumps({"done": summary.done, "skipped": summary.skipped,
-                          "failed": summary.failed}))
-""")
-
-
 def test_two_drivers_never_run_the_same_job_at_once(tmp_path):
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
     root = tmp_path / "study"
     n = 10
-    procs = [subprocess.Popen([sys.executable, str(script), str(root), str(n)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=ROOT / "tests") for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "local_driver.py"), str(root),
+                               "two", str(n), "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     summaries = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)

@@ -75,7 +75,8 @@ class LocalExecutor(Executor):
         self._message: str | None = None
         self._store = store
         self._todo = deque(todo)
-        self._inflight: dict[Future, Job] = {}
+        self._inflight: dict[Future, tuple[Job, int]] = {}  # -> (job, the pool it went to)
+        self._pools = 0
         self._pool = self._new_pool()
 
     def _submit(self, jobs: list[Job]) -> None:
@@ -85,8 +86,13 @@ class LocalExecutor(Executor):
         assert self._pool is not None
         while self._todo and len(self._inflight) < self.workers:
             job = self._todo.popleft()
-            future = self._pool.submit(_run_in_worker, self.job_fn, job, str(self._store.root))
-            self._inflight[future] = job
+            try:
+                future = self._pool.submit(_run_in_worker, self.job_fn, job, str(self._store.root))
+            except BrokenProcessPool:  # a worker died between jobs: no job was lost, start afresh
+                self._todo.appendleft(job)
+                self._replace_pool()
+                continue
+            self._inflight[future] = (job, self._pools)
         if not self._inflight:  # every job left is running elsewhere
             time.sleep(timeout)
             return []
@@ -94,11 +100,11 @@ class LocalExecutor(Executor):
         self._drain()
         outcomes, broken = [], False
         for future in finished:
-            job = self._inflight.pop(future)
+            job, pool = self._inflight.pop(future)
             try:
                 outcomes.append(future.result())
             except BrokenProcessPool:
-                broken = True
+                broken = broken or pool == self._pools  # not a pool replaced already
                 outcomes.append(record_failure(
                     self._store, job.job_id,
                     "worker process died (killed by a signal or out of memory)",
@@ -107,9 +113,13 @@ class LocalExecutor(Executor):
                 outcomes.append(record_failure(self._store, job.job_id,
                                                f"{type(exc).__name__}: {exc}", FailureKind.ERROR))
         if broken:  # the pool cannot be used again: the jobs still queued go to a new one
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            self._replace_pool()
         return outcomes
+
+    def _replace_pool(self) -> None:
+        assert self._pool is not None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
 
     def _status(self) -> str | None:
         return self._message
@@ -131,6 +141,7 @@ class LocalExecutor(Executor):
         # left its lock taken.
         self._close_messages()
         self._messages = self._ctx.Queue()
+        self._pools += 1
         return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=self._ctx, initializer=_init_worker,
             initargs=(self.cores, self._messages, os.getpid()),

@@ -393,7 +393,7 @@ def test_a_full_disk_fails_the_job_cleanly(tmp_path, write_spec):
     finally:
         if real:
             subprocess.run(["umount", str(disk)], check=True)
-    _report("disk full while writing",
+    _report("disk full",
             "a full 64 MB tmpfs" if real else "fsync of the rows file fails with ENOSPC", 1,
             int(all(checks.values())), "the job fails with ENOSPC in its reason, earlier rows "
             "byte-identical, no partial file, a rerun with space finishes it")

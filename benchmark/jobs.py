@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
-from benchmark.outcomes import FailureKind, JobOutcome, Status
+from benchmark.allocator import die_with_parent, process_cores
+from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.schema import provenance_json
 from benchmark.settings import TrainingSettings
 from benchmark.spec import Job, canonical_json
@@ -27,20 +29,32 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
     own failure: that is recorded in the store and returned as a failed outcome."""
     if store.is_done(job.job_id):
         return JobOutcome(job.job_id, Status.SKIPPED)
+    import torch
+
+    from benchmark.metrics.parallel import release_workers
+
     t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
     try:
         rows = _train_and_evaluate(job, store, progress)
+        for row in rows:
+            row["job_seconds"] = time.perf_counter() - t0
+        store.write_rows(job.job_id, rows, job.param_columns)  # a full disk fails the job here
     except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
         from benchmark.training import Diverged
 
         reason, tb = format_exception(exc)
         kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
         extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
-        store.write_failure(job.job_id, reason, kind=kind, traceback=tb, **extra)
-        return JobOutcome(job.job_id, Status.FAILED, reason, time.perf_counter() - t0)
-    for row in rows:
-        row["job_seconds"] = time.perf_counter() - t0
-    store.write_rows(job.job_id, rows, job.param_columns)
+        outcome = record_failure(store, job.job_id, reason, kind, traceback=tb, **extra)
+        outcome.seconds = time.perf_counter() - t0
+        return outcome
+    finally:
+        torch.set_num_threads(threads)
+        # The fits' idle worker processes would outlive the job by joblib's 300 s idle timeout,
+        # and the process that ran the job would wait for them when it exits.
+        release_workers()
     return JobOutcome(job.job_id, Status.DONE, seconds=time.perf_counter() - t0)
 
 
@@ -48,6 +62,7 @@ def _train_and_evaluate(
     job: Job, store: ResultsStore, progress: Callable[[str], None] | None
 ) -> list[dict[str, Any]]:
     import torch
+    from joblib import parallel_config
     from sklearn.exceptions import ConvergenceWarning
 
     from benchmark.data import get_dataset
@@ -87,7 +102,9 @@ def _train_and_evaluate(
     if any(get_metric(m).posterior is not None for m in ev["metrics"]) and model.has_posterior:
         gaussian = model.represent_gaussian()  # for mig_exact & co., computed once per model
     say(f"{job.job_id} evaluating {len(ev['metrics'])} metrics on {', '.join(represents)}")
-    with warnings.catch_warnings():
+    # The fits' worker processes die with this one (a killed job leaves none behind).
+    with warnings.catch_warnings(), parallel_config(backend="loky", initializer=die_with_parent,
+                                                    initargs=(os.getpid(),)):
         # sklearn's deprecation and convergence chatter, once per fit, would bury the progress bar.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -95,7 +112,9 @@ def _train_and_evaluate(
         metric_rows = evaluate(
             data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"],
             progress=lambda done, total, label: say(f"{job.job_id} {label} ({done}/{total})"),
-            n_jobs=max(1, torch.get_num_threads()),  # the cores this job was given
+            # Training's threads are the job's; the fits may use every core its process was
+            # given (their results do not depend on how many run at once).
+            n_jobs=max(job.threads, process_cores()),
             gaussian=gaussian,
         )
     for r in metric_rows:
@@ -106,9 +125,10 @@ def _train_and_evaluate(
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
-    # Which back-end fitted the GBTs of DCI / downstream_gbt: a sklearn upgrade that disables the
-    # port (3x slower fits, same values) shows here instead of going unnoticed.
-    common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts())
+    # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
+    # port: 3x slower fits, same values) and the threads the job ran with.
+    common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(),
+                                           torch_threads=torch.get_num_threads())
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.executors.base import JobFn
+from benchmark.executors.base import JobFn, run_claimed
 from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Job, Resources
 from benchmark.store import ResultsStore, format_exception, now_utc
@@ -45,7 +45,8 @@ def run_logged(job_fn: JobFn, job: Job, store: ResultsStore, where: str) -> JobO
     """Runs one job on a worker with its stdout/stderr and progress in `store.log_path(job_id)`.
 
     `job_fn` records its own failures; an exception that escapes it anyway is recorded here, since
-    a remote driver learns about jobs only through the store.
+    a remote driver learns about jobs only through the store. It runs under the job's lease
+    (`run_claimed`).
     """
     log_path = store.log_path(job.job_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def run_logged(job_fn: JobFn, job: Job, store: ResultsStore, where: str) -> JobO
 
         with _redirect_output(log):
             try:
-                outcome = job_fn(job, store, progress)
+                outcome = run_claimed(job_fn, job, store, progress)
             except Exception as exc:  # noqa: BLE001 - recorded, the rest of the chunk goes on
                 reason, tb = format_exception(exc)
                 sys.stderr.write(tb)
@@ -114,6 +115,13 @@ class StoreFollower:
         except FileNotFoundError:
             pass
         return out
+
+    def follow(self, job_ids: Iterable[str]) -> None:
+        """Follows more jobs; as at the start, their failure records left until now are old."""
+        job_ids = set(job_ids)
+        self._old_failures.update((jid, sig) for jid, sig in self._failure_signatures().items()
+                                  if jid in job_ids)
+        self.pending |= job_ids
 
     def poll(self) -> list[JobOutcome]:
         if not self.pending:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections import deque
 from typing import Any
 
@@ -228,12 +229,18 @@ class RayExecutor(Executor):
         self._todo = deque(todo)
         self._inflight: dict[Any, Job] = {}
 
+    def _submit(self, jobs: list[Job]) -> None:
+        self._todo.extend(jobs)
+
     def _poll(self, timeout: float) -> list[JobOutcome]:
         import ray
 
         while self._todo and (self.max_running is None or len(self._inflight) < self.max_running):
             job = self._todo.popleft()
             self._inflight[self._launch(job)] = job
+        if not self._inflight:  # every job left is running elsewhere
+            time.sleep(timeout)
+            return []
         ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=timeout)
         return [self._outcome(ref, self._inflight.pop(ref)) for ref in ready]
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.memory import peak_rss_mb, reset_peak_rss
 from benchmark.schema import provenance_json
 from benchmark.settings import TrainingSettings
 from benchmark.spec import Job, canonical_json
@@ -35,6 +36,7 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
     own failure: that is recorded in the store and returned as a failed outcome."""
     if store.is_done(job.job_id):
         return JobOutcome(job.job_id, "skipped")
+    store.quarantine_corrupt_rows(job.job_id)  # present but unsound: set aside, run again
     t0 = time.perf_counter()
     try:
         rows = _train_and_evaluate(job, store, progress)
@@ -61,8 +63,9 @@ def _train_and_evaluate(
     from benchmark.data import get_dataset
     from benchmark.metrics import get_metric
     from benchmark.metrics.suite import evaluate
-    from benchmark.training import train
+    from benchmark.training import train, unreadable_checkpoints
 
+    reset_peak_rss()
     say = progress or (lambda msg: None)
     data = get_dataset(job.dataset, job.dataset_source, job.data_dir)
     config = TrainingSettings(**job.training)
@@ -74,13 +77,17 @@ def _train_and_evaluate(
         loss = values.get("loss", float("nan"))
         say(f"{job.job_id} {job.model} seed {job.seed}: step {step}/{total} loss {loss:.1f}")
 
+    checkpoint_dir = store.checkpoint_dir(job.model_id)
+    for path, problem in unreadable_checkpoints(checkpoint_dir):  # resume from an older one
+        store.quarantine(path, problem)
+        say(f"{job.job_id} {path.name} moved to {store.quarantine_dir}: {problem}")
     model = train(
         job.model,
         job.params,
         data,
         seed=job.seed,
         config=config,
-        checkpoint_dir=store.checkpoint_dir(job.model_id),
+        checkpoint_dir=checkpoint_dir,
         progress=on_step,
     )
     train_seconds = time.perf_counter() - t0
@@ -102,7 +109,7 @@ def _train_and_evaluate(
             data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"],
             progress=lambda done, total, label: say(f"{job.job_id} {label} ({done}/{total})"),
             n_jobs=max(1, torch.get_num_threads()),  # the cores this job was given
-            gaussian=gaussian,
+            gaussian=gaussian, memory_bytes=_memory_bytes(job),
         )
     for r in metric_rows:
         if "skipped" in r:  # a posterior metric this model or dataset cannot give: NaN row
@@ -112,7 +119,7 @@ def _train_and_evaluate(
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
-    common["provenance"] = provenance_json("benchmark")
+    common["provenance"] = provenance_json("benchmark", **peak_rss_mb())
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}
@@ -145,6 +152,12 @@ def _common_columns(job: Job, steps: int, train_seconds: float, device: str) -> 
         "job_config": json.dumps(job.config(), sort_keys=True),
         "finished_at": now_utc(),
     }
+
+
+def _memory_bytes(job: Job) -> int | None:
+    """The job's memory (the spec's `resources.mem_gb`) in bytes, for the metrics' budget."""
+    mem_gb = job.resources.get("mem_gb")
+    return None if mem_gb is None else int(float(mem_gb) * 2**30)
 
 
 def _as_float(value: Any) -> float | None:

@@ -43,7 +43,9 @@ def test_tiny_study_end_to_end(tmp_path, write_spec):
     assert df.dataset_source.eq("procedural").all()
     cfg = json.loads(df.job_config.iloc[0])
     assert cfg["training"]["steps"] == 4
-    assert set(df.provenance) == {'{"source": "benchmark"}'}
+    provenance = [json.loads(p) for p in df.provenance]  # + each job's peak memory
+    assert {p["source"] for p in provenance} == {"benchmark"}
+    assert all(p["peak_rss_mb"] > 0 for p in provenance)
     import duckdb
 
     n = duckdb.connect().execute(

@@ -16,6 +16,7 @@ from benchmark.spec import expand, load_spec
 from benchmark.store import ResultsStore
 
 TESTS = Path(__file__).resolve().parent
+QUICK = {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "eval_batches": 2}
 
 
 def _cli(*args, cwd):
@@ -33,7 +34,7 @@ def _values(store: ResultsStore, job_id: str) -> list:
 
 
 def test_a_truncated_rows_file_is_reported_skipped_quarantined_and_run_again(tmp_path, write_spec):
-    spec = write_spec(tiny_spec(methods={"beta_vae": {"beta": 1}}))
+    spec = write_spec(tiny_spec(methods={"beta_vae": {"beta": 1}}, training=QUICK))
     res = tmp_path / "res"
     first = _cli("run", str(spec), "--results", str(res), "--workers", "1", "--quiet",
                  "--no-figures", cwd=tmp_path)
@@ -69,7 +70,7 @@ def test_a_truncated_rows_file_is_reported_skipped_quarantined_and_run_again(tmp
 def test_a_truncated_checkpoint_is_quarantined_and_the_job_finishes(tmp_path, write_spec,
                                                                    keep_previous):
     spec = tiny_spec(methods={"beta_vae": {"beta": 1}}, seeds=[0],
-                     training={"steps": 6, "batch_size": 8, "checkpoint_every": 2, "log_every": 1})
+                     training={**QUICK, "steps": 6, "log_every": 1})
     job = expand(load_spec(write_spec(spec)))[0]
     store = ResultsStore(tmp_path / "tiny")
     assert run_job(job, store).status == "done"
@@ -95,7 +96,8 @@ def test_a_truncated_checkpoint_is_quarantined_and_the_job_finishes(tmp_path, wr
 
 
 def test_peak_memory_is_recorded_in_the_provenance(tmp_path, write_spec):
-    job = expand(load_spec(write_spec(tiny_spec(methods={"beta_vae": {"beta": 1}}, seeds=[0]))))[0]
+    spec = tiny_spec(methods={"beta_vae": {"beta": 1}}, seeds=[0], training=QUICK)
+    job = expand(load_spec(write_spec(spec)))[0]
     store = ResultsStore(tmp_path / "tiny")
     assert run_job(job, store).status == "done"
     prov = {json.dumps(json.loads(p), sort_keys=True)

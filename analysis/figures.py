@@ -110,9 +110,9 @@ def draw_study(study_dir: Path, out_dir: Path | None = None,
     rep = report.Report(out_dir=out_dir)
     failures = load.load_failures(study_dir)
     try:
-        df = load.load_results(study_dir, FIGURE_COLUMNS, cache=True)
+        df = load.load_results(study_dir, FIGURE_COLUMNS, cache=True, on_unreadable=rep.skip_file)
     except UserError as e:
-        if failures.empty:
+        if failures.empty and not rep.unreadable:
             raise
         df = pd.DataFrame()
         rep.skip("every figure", str(e))

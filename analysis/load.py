@@ -3,14 +3,16 @@
 A study directory holds ``rows/<job_id>.parquet`` (tidy rows, one file per finished job) and
 ``failures/<job_id>.json``; a results root holds one such directory per study. Files of one study
 can differ in their hyperparameter columns (each method has its own), so schemas are unified and
-absent columns read as null.
+absent columns read as null. A rows file that cannot be read (truncated, overwritten) is skipped and
+reported (``on_unreadable``), never the end of a figures run.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +27,9 @@ from benchmark.schema import COLUMNS, JOB_COLUMNS
 # The results-row contract's columns (benchmark/schema.py); any other column is a hyperparameter.
 CONTRACT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 TRAIN_METRIC = "train"
+# Called with each rows file that cannot be read and why; the default logs one warning line.
+OnUnreadable = Callable[[Path, str], None]
+log = logging.getLogger(__name__)
 
 
 def study_dirs(results_dir: str | Path) -> list[Path]:
@@ -52,30 +57,46 @@ def _selected(schema: pa.Schema, columns: Sequence[str] | None) -> list[str]:
         or (f.name not in CONTRACT_COLUMNS and _numeric(f.type)))]
 
 
-def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
+def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table | str:
+    """The file's rows, or why it cannot be read."""
     # ParquetFile.read skips the dataset discovery of pq.read_table: ~3x faster on small files.
     try:
         pf = pq.ParquetFile(path)
         return pf.read(columns=_selected(pf.schema_arrow, columns), use_threads=False)
     except (OSError, pa.ArrowException) as e:
-        raise UserError(f"cannot read {path}: {e}".splitlines()[0]) from e
+        return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
-def _read_tables(files: Sequence[Path], columns: Sequence[str] | None) -> list[pa.Table]:
+def _read_tables(files: Sequence[Path], columns: Sequence[str] | None,
+                 on_unreadable: OnUnreadable) -> dict[Path, pa.Table]:
+    """The readable files' tables (in order); each unreadable one goes to ``on_unreadable``."""
     # Decoding releases the GIL, so a few threads overlap file-system waits with decoding.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda f: _read_one(f, columns), files))
+        read = list(pool.map(lambda f: _read_one(f, columns), files))
+    out = {}
+    for f, t in zip(files, read, strict=True):
+        if isinstance(t, str):
+            on_unreadable(f, t)
+        else:
+            out[f] = t
+    return out
+
+
+def _warn_unreadable(path: Path, reason: str) -> None:
+    log.warning("skipped unreadable rows file %s: %s", path, reason)
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _cached_study(study_dir: Path, files: list[Path],
-                  columns: Sequence[str] | None) -> pa.Table:
+def _cached_study(study_dir: Path, files: list[Path], columns: Sequence[str] | None,
+                  on_unreadable: OnUnreadable) -> pa.Table | None:
     """The rows of ``files`` via ``<study>/.cache/rows.parquet``: one file holding every row
     already read, keyed by each rows file's name, size and mtime. Only new or changed files are
-    read, then the cache is rewritten (atomically; skipped if the folder is read-only)."""
+    read, then the cache is rewritten (atomically; skipped if the folder is read-only). The
+    manifest remembers unreadable files too (stamp + reason), so they are reported, not re-read.
+    None when no file is readable."""
     cache = study_dir / CACHE_FILE
     manifest_path = cache.with_suffix(".json")
     stamps = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
@@ -84,28 +105,41 @@ def _cached_study(study_dir: Path, files: list[Path],
         cached_schema = pq.read_schema(cache)
     except (OSError, ValueError, pa.ArrowException):
         manifest, cached_schema = {}, None
-    fresh = sorted(n for n, st in stamps.items() if manifest.get(n) == st)
+    # Entries still valid: same stamp; a third element is why the file was unreadable.
+    known = {n: m for n, m in manifest.items() if m[:2] == stamps.get(n)}
     if cached_schema is None:
-        fresh = []
-    if len(fresh) == len(files) and len(manifest) == len(files):
-        return pq.read_table(cache, columns=_selected(cached_schema, columns))
+        known = {}
+    unreadable = {n: m[2] for n, m in known.items() if len(m) > 2}
+    fresh = sorted(n for n in known if n not in unreadable)
+    for name, reason in sorted(unreadable.items()):
+        on_unreadable(study_dir / "rows" / name, reason)
+    if len(known) == len(files) and len(manifest) == len(files):
+        return pq.read_table(cache, columns=_selected(cached_schema, columns)) if fresh else None
     parts = []
     if fresh:
         old = pq.read_table(cache)
         keep = pc.is_in(old[_FILE], value_set=pa.array(fresh))
         parts.append(old.filter(keep))
-    new = [f for f in files if f.name not in set(fresh)]
-    for f, t in zip(new, _read_tables(new, None), strict=True):
+    new = [f for f in files if f.name not in known]
+
+    def note(path: Path, reason: str) -> None:
+        unreadable[path.name] = reason
+        on_unreadable(path, reason)
+
+    for f, t in _read_tables(new, None, note).items():
         parts.append(t.append_column(_FILE, pa.array([f.name] * t.num_rows, pa.string())))
+    if not parts:
+        return None
     table = _concat(parts)
     table = table.take(pc.sort_indices(table, [(_FILE, "ascending")]))  # stable: file, then row
+    manifest = {n: st + [unreadable[n]] if n in unreadable else st for n, st in stamps.items()}
     try:
         cache.parent.mkdir(exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, cache)
         tmp_m = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
-        tmp_m.write_text(json.dumps(stamps, sort_keys=True))
+        tmp_m.write_text(json.dumps(manifest, sort_keys=True))
         os.replace(tmp_m, manifest_path)
     except OSError:
         pass  # a read-only store still loads, only without the cache
@@ -113,7 +147,7 @@ def _cached_study(study_dir: Path, files: list[Path],
 
 
 def load_results(results_dir: str | Path, columns: Sequence[str] | None = None,
-                 cache: bool = False) -> pd.DataFrame:
+                 cache: bool = False, on_unreadable: OnUnreadable | None = None) -> pd.DataFrame:
     """All result rows of a study directory, or of every study under a results root.
 
     Returns one tidy DataFrame (the columns of the results-row contract plus every hyperparameter
@@ -122,17 +156,32 @@ def load_results(results_dir: str | Path, columns: Sequence[str] | None = None,
     out the long JSON columns (job_config, model_params) saves most of the memory of a big store.
     ``cache``: keep every row in ``<study>/.cache/rows.parquet`` too and read only the rows files
     that are new or changed since (a big store then reopens in a second or two).
-    Raises ``UserError`` when the directory has no study or no rows.
+    ``on_unreadable(path, reason)`` is told of each rows file that cannot be read (it is skipped);
+    by default one warning line is logged per file.
+    Raises ``UserError`` when the directory has no study or no readable rows.
     """
+    report = on_unreadable or _warn_unreadable
+    unreadable = []
+
+    def note(path: Path, reason: str) -> None:
+        unreadable.append(path)
+        report(path, reason)
+
     tables = []
     for d in study_dirs(results_dir):
         files = sorted((d / "rows").glob("*.parquet"))
         if not files:
             continue
-        tables.append(_cached_study(d, files, columns) if cache
-                      else _concat(_read_tables(files, columns)))
+        if cache:
+            table = _cached_study(d, files, columns, note)
+        else:
+            read = list(_read_tables(files, columns, note).values())
+            table = _concat(read) if read else None
+        if table is not None:
+            tables.append(table)
     if not tables:
-        raise UserError(f"no result rows under {results_dir} (rows/*.parquet is empty)")
+        why = f"{len(unreadable)} unreadable files" if unreadable else "rows/*.parquet is empty"
+        raise UserError(f"no result rows under {results_dir} ({why})")
     df = _concat(tables).to_pandas()
     if "seed" in df.columns:
         df["seed"] = df["seed"].astype("Int64")

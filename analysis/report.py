@@ -33,12 +33,14 @@ class Skip:
 
 @dataclass
 class Report:
-    """The outcome of ``draw_all``: figures written, figures skipped, index pages written."""
+    """The outcome of ``draw_all``: figures written, figures skipped, index pages written, rows
+    files that could not be read (skipped: their jobs are missing from every figure)."""
 
     out_dir: Path
     figures: list[FigureEntry] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     indexes: list[Path] = field(default_factory=list)
+    unreadable: list[Skip] = field(default_factory=list)  # what = the rows file
 
     @property
     def index(self) -> Path | None:
@@ -51,10 +53,14 @@ class Report:
     def skip(self, what: str, reason: str, section: str = "") -> None:
         self.skipped.append(Skip(what, reason, section))
 
+    def skip_file(self, path: Path, reason: str) -> None:
+        self.unreadable.append(Skip(str(path), reason))
+
     def extend(self, other: Report) -> None:
         self.figures += other.figures
         self.skipped += other.skipped
         self.indexes += other.indexes
+        self.unreadable += other.unreadable
 
     def summary(self) -> str:
         """A few lines for the terminal: counts, the index, and every skip with its reason."""
@@ -62,6 +68,10 @@ class Report:
         lines += [f"index: {p}" for p in self.indexes]
         lines += [f"skipped {s.section + ': ' if s.section else ''}{s.what}: {s.reason}"
                   for s in self.skipped]
+        if self.unreadable:
+            lines.append(f"skipped {len(self.unreadable)} unreadable rows files (their jobs are "
+                         "in no figure; `benchmark run` quarantines and re-runs them):")
+            lines += [f"  {s.what}: {s.reason}" for s in self.unreadable]
         return "\n".join(lines)
 
 
@@ -131,7 +141,7 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
     anchors = {s: f"s{i}" for i, s in enumerate(sections, 1)}
     toc = ['<li><a href="#summary">Summary</a></li>']
     toc += [f'<li><a href="#{anchors[s]}">{esc(s)}</a></li>' for s in sections]
-    if report.skipped:
+    if report.skipped or report.unreadable:
         toc.append('<li><a href="#skipped">Skipped</a></li>')
     parts += ["<ul>", *toc, "</ul>", '<h2 id="summary">Summary</h2>']
     for name, table in tables.items():
@@ -145,10 +155,12 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
                     if csv.is_file() else "")
             parts.append(f'<figure><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(f.caption)}">'
                          f"</a><figcaption>{esc(f.caption)}{data}</figcaption></figure>")
-    if report.skipped:
+    if report.skipped or report.unreadable:
         parts.append('<h2 id="skipped">Skipped</h2><ul>')
         parts += [f'<li class="skip">{esc(s.section + ": " if s.section else "")}'
                   f"{esc(s.what)}: {esc(s.reason)}</li>" for s in report.skipped]
+        parts += [f'<li class="skip">unreadable rows file {esc(s.what)}: {esc(s.reason)}</li>'
+                  for s in report.unreadable]
         parts.append("</ul>")
     parts.append("</body></html>\n")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         failed = set(store.failures())
         jobs = [j for j in jobs if j.job_id not in failed]
     done = store.done_ids()
+    selected = {j.job_id for j in jobs}
+    for job_id, problem in sorted(store.corrupt_rows().items()):
+        if job_id in selected and store.quarantine(store.rows_path(job_id),
+                                                   f"corrupt rows file: {problem}"):
+            print(f"corrupt {store.rows_path(job_id).name} moved to {store.quarantine_dir} "
+                  f"({problem}); the job runs again", file=sys.stderr)
     try:
         _check_datasets([j for j in jobs if j.job_id not in done], args.data_dir)
     except FilesToFetch as exc:
@@ -253,6 +259,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {len(running)} of the pending jobs are queued or running on Slurm")
     for job_id, record in sorted(st.failed.items()):
         print(f"  failed {job_id} [{record.get('kind', 'error')}]: {record.get('reason', '?')}")
+    for job_id, problem in sorted(st.corrupt.items()):
+        print(f"  corrupt {store.rows_path(job_id)}: {problem} (not done: `benchmark run` moves it "
+              "to quarantine/ and runs the job again)")
     return 0
 
 

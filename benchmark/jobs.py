@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmark.allocator import die_with_parent, process_cores
+from benchmark.memory import peak_rss_mb, reset_peak_rss
 from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.schema import provenance_json
 from benchmark.settings import TrainingSettings
@@ -33,6 +34,7 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
 
     from benchmark.metrics.parallel import release_workers
 
+    store.quarantine_corrupt_rows(job.job_id)  # present but unsound: set aside, run again
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(job.threads)
@@ -69,8 +71,9 @@ def _train_and_evaluate(
     from benchmark.metrics import gbt
     from benchmark.metrics.registry import get_metric
     from benchmark.metrics.suite import evaluate
-    from benchmark.training import train
+    from benchmark.training import train, unreadable_checkpoints
 
+    reset_peak_rss()
     say = progress or (lambda msg: None)
     data = get_dataset(job.dataset, job.dataset_source, job.data_dir)
     config = TrainingSettings(**job.training)
@@ -82,13 +85,17 @@ def _train_and_evaluate(
         loss = values.get("loss", float("nan"))
         say(f"{job.job_id} {job.model} seed {job.seed}: step {step}/{total} loss {loss:.1f}")
 
+    checkpoint_dir = store.checkpoint_dir(job.model_id)
+    for path, problem in unreadable_checkpoints(checkpoint_dir):  # resume from an older one
+        store.quarantine(path, problem)
+        say(f"{job.job_id} {path.name} moved to {store.quarantine_dir}: {problem}")
     model = train(
         job.model,
         job.params,
         data,
         seed=job.seed,
         config=config,
-        checkpoint_dir=store.checkpoint_dir(job.model_id),
+        checkpoint_dir=checkpoint_dir,
         progress=on_step,
     )
     train_seconds = time.perf_counter() - t0
@@ -115,7 +122,7 @@ def _train_and_evaluate(
             # Training's threads are the job's; the fits may use every core its process was
             # given (their results do not depend on how many run at once).
             n_jobs=max(job.threads, process_cores()),
-            gaussian=gaussian,
+            gaussian=gaussian, memory_bytes=_memory_bytes(job),
         )
     for r in metric_rows:
         if "skipped" in r:  # a posterior metric this model or dataset cannot give: NaN row
@@ -126,9 +133,9 @@ def _train_and_evaluate(
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
     # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
-    # port: 3x slower fits, same values) and the threads the job ran with.
+    # port: 3x slower fits, same values), the threads the job ran with, its peak memory.
     common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(),
-                                           torch_threads=torch.get_num_threads())
+                                           torch_threads=torch.get_num_threads(), **peak_rss_mb())
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}
@@ -161,6 +168,12 @@ def _common_columns(job: Job, steps: int, train_seconds: float, device: str) -> 
         "job_config": json.dumps(job.config(), sort_keys=True),
         "finished_at": now_utc(),
     }
+
+
+def _memory_bytes(job: Job) -> int | None:
+    """The job's memory (the spec's `resources.mem_gb`) in bytes, for the metrics' budget."""
+    mem_gb = job.resources.get("mem_gb")
+    return None if mem_gb is None else int(float(mem_gb) * 2**30)
 
 
 def _as_float(value: Any) -> float | None:

@@ -17,6 +17,15 @@ filesystem) from training the same job at once: the process that runs a job firs
 lease file with O_EXCL (atomic on local filesystems and NFSv3+), refreshes its heartbeat while the
 job runs and removes it at the end. A lease whose heartbeat is older than `lease_timeout()`, or
 whose process is gone from this host, is stale and is broken by the next claim.
+    <results>/<study>/quarantine/                files set aside as corrupt, each with a .json
+                                                 record (what, why, when)
+
+A file appears under its final name only once it is complete (temporary file, fsync, rename), so a
+crash never leaves half a job, and two writers of the same job (a requeue racing a retry) replace
+one complete file with an identical one instead of adding rows. A job is done when its rows file
+is present and sound (`rows_problem`: the Parquet footer reads and has `REQUIRED_COLUMNS`); a
+corrupt one (a disk or copy gone wrong) does not count, and `benchmark run` quarantines it and runs
+the job again.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import time
 import traceback as tb_module
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,7 +50,11 @@ import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
 from benchmark.outcomes import FailureKind
-from benchmark.schema import rows_schema
+from benchmark.schema import JOB_COLUMNS, rows_schema
+
+# What a rows file must have to count as a job's rows: who made them and what they measure. Columns
+# added later (dataset_provenance, provenance) are absent from older files and read as null.
+REQUIRED_COLUMNS: tuple[str, ...] = (*JOB_COLUMNS, "representation", "metric", "key", "value")
 
 
 def versions() -> dict[str, str]:
@@ -193,11 +206,25 @@ def describe_lease(record: dict[str, Any]) -> str:
             f"{record.get('started_at', '?')}")
 
 
+def rows_problem(path: Path) -> str | None:
+    """Why the rows file at ``path`` cannot count as a finished job (None: it is sound).
+
+    Cheap: reads the Parquet footer only (a truncated or overwritten file has none).
+    """
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException) as e:
+        return f"unreadable Parquet file: {type(e).__name__}: {' '.join(str(e).split())}"
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    return f"lacks the columns {', '.join(missing)}" if missing else None
+
+
 @dataclass
 class StoreStatus:
     done: list[str]
     failed: dict[str, dict[str, Any]]
-    pending: list[str]
+    pending: list[str]  # includes the jobs whose rows file is corrupt: they run again
+    corrupt: dict[str, str] = field(default_factory=dict)  # job id -> why its rows file is unsound
 
 
 class ResultsStore:
@@ -207,6 +234,9 @@ class ResultsStore:
         self.root = Path(study_dir)
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"results path {self.root} exists and is not a directory")
+        # Verdicts of `rows_problem` by file name, valid while (size, mtime) are unchanged: a
+        # polling driver re-checks 12,600 files with one stat each.
+        self._verdicts: dict[str, tuple[tuple[int, int], str | None]] = {}
 
     @classmethod
     def for_study(cls, results_dir: str | Path, study: str) -> ResultsStore:
@@ -336,13 +366,86 @@ class ResultsStore:
                 pass
         aside.unlink(missing_ok=True)
 
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    def _verdict(self, name: str, stat: os.stat_result) -> str | None:
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        cached = self._verdicts.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, rows_problem(self.rows_dir / name))
+            self._verdicts[name] = cached
+        return cached[1]
+
+    def rows_verdicts(self) -> dict[str, str | None]:
+        """Every rows file's job id -> why it is unsound, or None when it is sound."""
+        out: dict[str, str | None] = {}
+        try:
+            entries = list(os.scandir(self.rows_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for entry in entries:
+            if not entry.name.endswith(".parquet"):
+                continue
+            try:
+                out[entry.name[:-len(".parquet")]] = self._verdict(entry.name, entry.stat())
+            except FileNotFoundError:  # replaced or quarantined meanwhile
+                continue
+        return out
+
+    def rows_problem(self, job_id: str) -> str | None:
+        """Why the job's rows file is unsound; None when it is sound or absent."""
+        path = self.rows_path(job_id)
+        try:
+            return self._verdict(path.name, path.stat())
+        except FileNotFoundError:
+            return None
+
     def is_done(self, job_id: str) -> bool:
-        return self.rows_path(job_id).exists()
+        """Whether the job's rows file is present and sound."""
+        path = self.rows_path(job_id)
+        try:
+            return self._verdict(path.name, path.stat()) is None
+        except FileNotFoundError:
+            return False
 
     def done_ids(self) -> set[str]:
-        if not self.rows_dir.is_dir():
-            return set()
-        return {p.stem for p in self.rows_dir.glob("*.parquet")}
+        """The jobs whose rows file is present and sound."""
+        return {jid for jid, problem in self.rows_verdicts().items() if problem is None}
+
+    def corrupt_rows(self) -> dict[str, str]:
+        """Job id -> why its rows file is unsound, for every unsound rows file."""
+        return {jid: problem for jid, problem in self.rows_verdicts().items() if problem is not None}
+
+    def quarantine(self, path: str | Path, reason: str) -> Path | None:
+        """Moves ``path`` (a file of this study) to ``quarantine/`` beside a JSON record of what,
+        why and when; returns where it went, or None if it was gone already (another process)."""
+        path = Path(path)
+        try:
+            rel = path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            raise UserError(f"cannot quarantine {path}: not in the study folder {self.root}") from None
+        when = now_utc()
+        dest = self.quarantine_dir / rel.parent / f"{when.strftime('%Y%m%dT%H%M%S%fZ')}-{rel.name}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            size = path.stat().st_size
+            os.replace(path, dest)
+        except FileNotFoundError:
+            return None
+        self._verdicts.pop(path.name, None)
+        record = {"what": rel.as_posix(), "why": " ".join(reason.split()), "when": when.isoformat(),
+                  "size": size, "moved_to": dest.relative_to(self.root).as_posix()}
+        atomic_write_bytes(dest.with_name(dest.name + ".json"), json.dumps(record, indent=2).encode())
+        return dest
+
+    def quarantine_corrupt_rows(self, job_id: str) -> str | None:
+        """Quarantines the job's rows file if it is unsound, so the job runs again; the reason."""
+        problem = self.rows_problem(job_id)
+        if problem is not None:
+            self.quarantine(self.rows_path(job_id), f"corrupt rows file: {problem}")
+        return problem
 
     def failures(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -357,16 +460,19 @@ class ResultsStore:
         return out
 
     def status(self, job_ids: Iterable[str]) -> StoreStatus:
-        done_ids, failures = self.done_ids(), self.failures()
-        done, failed, pending = [], {}, []
+        verdicts, failures = self.rows_verdicts(), self.failures()
+        done, failed, pending, corrupt = [], {}, [], {}
         for jid in job_ids:
-            if jid in done_ids:
+            if jid in verdicts and verdicts[jid] is None:
                 done.append(jid)
-            elif jid in failures:
+                continue
+            if verdicts.get(jid) is not None:
+                corrupt[jid] = verdicts[jid]
+            if jid in failures:
                 failed[jid] = failures[jid]
             else:
                 pending.append(jid)
-        return StoreStatus(done, failed, pending)
+        return StoreStatus(done, failed, pending, corrupt)
 
     def write_rows(self, job_id: str, rows: list[dict[str, Any]], param_columns: Iterable[str]) -> Path:
         """Writes a finished job's rows atomically and clears an earlier failure of it."""
@@ -406,10 +512,10 @@ class ResultsStore:
         return path
 
     def read_rows(self, job_id: str | None = None) -> pa.Table:
-        """All rows of the study (or of one job), schemas unified across files."""
+        """All rows of the study's sound rows files (or of one job), schemas unified across files."""
         if job_id is not None:
             return pq.read_table(self.rows_path(job_id))
-        files = sorted(self.rows_dir.glob("*.parquet")) if self.rows_dir.is_dir() else []
+        files = [self.rows_path(jid) for jid in sorted(self.done_ids())]
         if not files:
             return rows_schema([]).empty_table()
         tables = [pq.read_table(f) for f in files]

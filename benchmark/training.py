@@ -35,6 +35,7 @@ from benchmark.models.base import BuildContext, System
 from benchmark.settings import RESUME_KEYS, TrainingSettings
 
 CHECKPOINT_NAME = "last.pt"
+PREVIOUS_NAME = "prev.pt"  # the checkpoint before last.pt, kept until a newer one is verified
 CHECKPOINT_FORMAT = 1
 
 
@@ -224,6 +225,9 @@ class TrainedModel:
 # --------------------------------------------------------------------------- checkpoints
 
 def _atomic_save(obj: dict, path: Path) -> None:
+    """Writes the checkpoint `path` so that a good one always remains: the new file is written and
+    fsynced under a temporary name and read back; only then does the current one become
+    PREVIOUS_NAME and the new one take its name (a crash in between leaves prev.pt to resume from)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -231,10 +235,13 @@ def _atomic_save(obj: dict, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk: no half-written file left beside the last checkpoint
+        _load_checkpoint(tmp)
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if path.exists():
+        os.replace(path, path.with_name(PREVIOUS_NAME))
+    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -242,6 +249,24 @@ def _load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file: say which
         raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
+
+
+def _checkpoint_paths(checkpoint_dir: Path) -> list[Path]:
+    """Where to resume from, newest first: last.pt, then prev.pt."""
+    return [checkpoint_dir / CHECKPOINT_NAME, checkpoint_dir / PREVIOUS_NAME]
+
+
+def unreadable_checkpoints(checkpoint_dir: str | Path) -> list[tuple[Path, str]]:
+    """(path, why) of each checkpoint in `checkpoint_dir` that cannot be loaded (truncated,
+    overwritten): the caller sets them aside, and `train` resumes from the next one or restarts."""
+    out = []
+    for path in _checkpoint_paths(Path(checkpoint_dir)):
+        if path.is_file():
+            try:
+                _load_checkpoint(path)
+            except UserError as e:
+                out.append((path, str(e)))
+    return out
 
 
 def load_trained(checkpoint_dir: str | Path, device: str = "cpu") -> TrainedModel:
@@ -325,13 +350,21 @@ class TrainingRun:
         self.step, self.train_seconds = 0, 0.0
         self.result: TrainedModel | None = None
         self.ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-        if self.ck_path is None or not self.ck_path.is_file():
+        if self.ck_path is None:
             return
-        ck = _load_checkpoint(self.ck_path)
-        _check_compatible(ck, method, params, seed, config, obs_shape, self.ck_path)
-        system.load_state_dict(ck["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(ck["optimizers"][name])
+        # last.pt, else prev.pt (last.pt set aside as corrupt, or a crash between the renames)
+        resume_from = next((p for p in _checkpoint_paths(self.ck_path.parent) if p.is_file()), None)
+        if resume_from is None:
+            return
+        ck = _load_checkpoint(resume_from)
+        _check_compatible(ck, method, params, seed, config, obs_shape, resume_from)
+        try:
+            system.load_state_dict(ck["model"])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(ck["optimizers"][name])
+        except (KeyError, RuntimeError, ValueError) as e:  # weights of another network
+            raise UserError(f"checkpoint {resume_from} does not fit {method}: "
+                            f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]) from e
         if ck.get("noise_device", "cpu") == device.type:
             self.noise.set_state(ck["noise_rng"])
         else:  # CPU and CUDA generator states are not interchangeable: continue on a derived stream
@@ -340,7 +373,7 @@ class TrainingRun:
         self.step, self.train_seconds = int(ck["step"]), float(ck["train_seconds"])
         if ck.get("summary") is not None and (system.fitted or self.step >= config.steps):
             if self.step > config.steps and not system.fitted:
-                raise UserError(f"checkpoint {self.ck_path} is at step {self.step}, past the requested "
+                raise UserError(f"checkpoint {resume_from} is at step {self.step}, past the requested "
                                 f"{config.steps} steps")
             self.result = TrainedModel(method, params, seed, config, system, self.step,
                                        dict(ck["summary"]), self.train_seconds, obs_shape, device)

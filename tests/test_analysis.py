@@ -376,3 +376,35 @@ def test_importing_analysis_does_not_import_torch():
     code = ("import sys, analysis, analysis.figures, analysis.load, analysis.traversals; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_unreadable_rows_files_are_skipped_and_reported(tmp_path, cache):
+    d = tmp_path / "s"
+    write_synthetic_store(d, datasets=("shapes3d",), methods={"pca": None}, seeds=(0, 1, 2))
+    files = sorted((d / "rows").glob("*.parquet"))
+    whole = load.load_results(d, cache=cache)
+    files[1].write_bytes(files[1].read_bytes()[:100])  # truncated
+    for _ in range(2):  # the second time from the cache's manifest, when cached
+        seen: list = []
+        df = load.load_results(d, cache=cache, on_unreadable=lambda p, why, seen=seen:
+                               seen.append((p, why)))
+        assert [p for p, _ in seen] == [files[1]] and seen[0][1]
+        assert set(df["job_id"]) == set(whole["job_id"]) - {files[1].stem}
+    for f in files:
+        f.write_bytes(b"")
+    with pytest.raises(UserError, match="3 unreadable files"):
+        load.load_results(d, cache=cache, on_unreadable=lambda p, why: None)
+
+
+def test_figures_skip_an_unreadable_rows_file_with_one_line(tmp_path):
+    d = tmp_path / "s"
+    write_synthetic_store(d, datasets=("shapes3d",), methods={"pca": None}, seeds=(0, 1, 2))
+    bad = sorted((d / "rows").glob("*.parquet"))[0]
+    bad.write_bytes(bad.read_bytes()[:100])
+    rep = figures.draw_all(d, traversal_jobs=[])
+    assert [s.what for s in rep.unreadable] == [str(bad)]
+    lines = rep.summary().splitlines()
+    assert "skipped 1 unreadable rows files" in rep.summary()
+    assert sum(str(bad) in line for line in lines) == 1
+    assert bad.name in rep.index.read_text()

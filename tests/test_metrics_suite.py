@@ -232,3 +232,83 @@ def test_reading_the_registries_imports_neither_torch_nor_sklearn():
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "study_specs" / "unsupervised.yaml")],
                          check=True, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "12600 []"
+
+
+def _keyed_rep(calls):
+    def rep(x):
+        calls.append(len(x))
+        return (flat(x) @ np.array([[1.0, 0.3, 0.0], [0.2, 1.0, 0.1], [0.0, 0.4, 1.0]])).astype(np.float32)
+    return rep
+
+
+def test_a_small_memory_budget_encodes_directly_with_equal_results():
+    # The lookup table keeps codes within its share of memory_bytes; past it, combinations are
+    # encoded each time they are drawn: more encoder calls, the same codes, the same rows.
+    data = IdentityData((3, 4, 5))
+    ov = {k: FAST[k] for k in ("beta_vae", "factor_vae", "mig", "sap")}
+    calls = {}
+    rows = {}
+    for budget in (None, 2000, 0):  # 2000: the grid's slots and 21 of its 60 codes
+        calls[budget] = []
+        rows[budget] = evaluate(data, {"m": _keyed_rep(calls[budget])}, 0, metrics=list(ov),
+                                overrides=ov, memory_bytes=budget)
+    values = {b: [(r["metric"], r["key"], r["value"]) for r in rows[b]] for b in rows}
+    assert values[None] == values[2000] == values[0]
+    assert sum(calls[None]) < 200 < sum(calls[2000]) < sum(calls[0])
+
+
+def test_the_lookup_table_keeps_what_it_encoded_in_the_codes_dtype():
+    from benchmark.metrics.sampling import FactorEncoder
+
+    data = IdentityData((96, 96, 80))  # dSprites' grid size, 737,280
+    enc = FactorEncoder(data, lambda x: np.repeat(flat(x), 100, axis=1).astype(np.float32),
+                        np.random.default_rng(0))
+    enc.use_grid(2**30)
+    factors = data.sample_factors(1000, np.random.default_rng(1))
+    codes = enc(factors)
+    assert codes.dtype == np.float64 and codes.shape == (1000, 300)
+    assert np.array_equal(codes, np.repeat(factors, 100, axis=1))
+    kept = len(np.unique(np.ravel_multi_index(factors.T, data.factor_sizes)))
+    # one slot per grid element, then a block of kept float32 codes (not grid x D float64)
+    assert enc.table_bytes <= 737_280 * 4 + 64 * 2**20
+    assert enc.encoded == kept
+
+
+def test_chunked_interventional_metrics_equal_one_batch(monkeypatch):
+    from benchmark.metrics import sampling
+
+    data = IdentityData((3, 4, 5))
+    ov = {k: FAST[k] for k in ("beta_vae", "factor_vae")}
+    whole = evaluate(data, {"m": _keyed_rep([])}, 0, metrics=list(ov), overrides=ov)
+    monkeypatch.setattr(sampling, "CHUNK_BYTES", 1)  # one point at a time
+    chunked = evaluate(data, {"m": _keyed_rep([])}, 0, metrics=list(ov), overrides=ov)
+    assert [r["value"] for r in whole] == [r["value"] for r in chunked]
+
+
+_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+import numpy as np
+from metrics_helpers import IdentityData, flat
+from benchmark.metrics.suite import evaluate
+proj = np.random.default_rng(0).normal(size=(3, 4096)).astype(np.float32)
+rows = evaluate(IdentityData((96, 96, 80)), {{"m": lambda x: flat(x).astype(np.float32) @ proj}}, 0,
+                metrics=["beta_vae", "factor_vae"],
+                overrides={{"beta_vae": dict(batch_size=4, num_train=50, num_eval=20),
+                           "factor_vae": dict(batch_size=4, num_train=50, num_eval=20,
+                                              num_variance_estimate=100)}})
+print(len(rows))
+"""
+
+
+def test_a_wide_representation_on_a_large_grid_fits_in_little_memory():
+    # D = 4,096 on a 737,280-element grid, a few hundred draws: the lookup used to reserve grid x D
+    # float64 (24 GB). A run of this size needs ~1.5 GB of address space (numpy, sklearn, torch).
+    import subprocess
+    import sys
+
+    code = _LIMITED.format(limit=4 * 2**30)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "5"

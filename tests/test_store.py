@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from benchmark.errors import UserError
 from benchmark.schema import BASE_COLUMNS, COLUMNS, TAIL_COLUMNS
 from benchmark.store import ResultsStore, atomic_write_bytes, rows_schema
 
@@ -90,3 +91,53 @@ def test_atomic_write_bytes(tmp_path):
     atomic_write_bytes(target, b"defg")
     assert target.read_bytes() == b"defg"
     assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
+
+
+def _truncate(path, size=100):
+    data = path.read_bytes()
+    path.write_bytes(data[:size])
+
+
+def test_a_truncated_rows_file_is_not_done_and_is_reported(tmp_path):
+    store = ResultsStore(tmp_path / "s")
+    store.write_rows("j1", [_row("j1")], [])
+    store.write_rows("j2", [_row("j2")], [])
+    _truncate(store.rows_path("j2"))
+    assert store.done_ids() == {"j1"}
+    assert store.is_done("j1") and not store.is_done("j2")
+    st = store.status(["j1", "j2", "j3"])
+    assert st.done == ["j1"] and st.pending == ["j2", "j3"]
+    assert list(st.corrupt) == ["j2"] and "unreadable Parquet" in st.corrupt["j2"]
+    assert store.read_rows().column("job_id").to_pylist() == ["j1"]  # readers skip it too
+    # A sound file again (same name, new size and mtime): the cached verdict follows it.
+    store.write_rows("j2", [_row("j2")], [])
+    assert store.done_ids() == {"j1", "j2"} and store.corrupt_rows() == {}
+
+
+def test_a_rows_file_without_the_required_columns_is_corrupt(tmp_path):
+    store = ResultsStore(tmp_path / "s")
+    store.rows_dir.mkdir(parents=True)
+    pq.write_table(pa.table({"job_id": ["j1"], "value": [1.0]}), store.rows_path("j1"))
+    assert store.done_ids() == set()
+    assert "lacks the columns study" in store.corrupt_rows()["j1"]
+
+
+def test_quarantine_moves_the_file_beside_a_record(tmp_path):
+    import json
+
+    store = ResultsStore(tmp_path / "s")
+    store.write_rows("j1", [_row("j1")], [])
+    _truncate(store.rows_path("j1"))
+    problem = store.quarantine_corrupt_rows("j1")
+    assert "unreadable" in problem
+    assert not store.rows_path("j1").exists() and not store.is_done("j1")
+    (moved,) = (store.quarantine_dir / "rows").glob("*-j1.parquet")
+    assert moved.stat().st_size == 100
+    record = json.loads(moved.with_name(moved.name + ".json").read_text())
+    assert record["what"] == "rows/j1.parquet" and "unreadable" in record["why"]
+    assert record["when"] and record["size"] == 100
+    assert store.quarantine_corrupt_rows("j1") is None  # nothing left to move
+    store.write_rows("j2", [_row("j2")], [])
+    assert store.quarantine_corrupt_rows("j2") is None and store.is_done("j2")  # sound: kept
+    with pytest.raises(UserError, match="not in the study folder"):
+        store.quarantine(tmp_path / "elsewhere.txt", "x")

@@ -182,3 +182,71 @@ def test_configure_allocator_sets_env(monkeypatch):
     import os
     assert os.environ["MALLOC_MMAP_THRESHOLD_"] == "33554432"
     assert out["env"] is True
+
+
+def test_checkpoints_keep_the_previous_one_and_resume_from_it(tmp_path):
+    d = Squares(16, 4)
+    cfg = TrainingSettings(steps=6, checkpoint_every=2, **SMALL)
+    full = train("beta_vae", {}, d, seed=1, config=cfg)
+
+    def stop_at_5(step, total, metrics):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("beta_vae", {}, d, seed=1, config=TrainingSettings(steps=6, checkpoint_every=2,
+              **{**SMALL, "log_every": 1}), checkpoint_dir=tmp_path, progress=stop_at_5)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    prev = torch.load(tmp_path / "prev.pt", weights_only=True)
+    assert (prev["step"], last["step"]) == (2, 4)
+    # last.pt gone (set aside as unreadable): resume from prev.pt, same weights as in one go.
+    (tmp_path / "last.pt").unlink()
+    resumed = train("beta_vae", {}, d, seed=1, config=cfg, checkpoint_dir=tmp_path)
+    assert_bitwise_equal(weights(full), weights(resumed))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_checkpoint_that_does_not_read_back_replaces_nothing(tmp_path, monkeypatch):
+    import benchmark.training as training
+
+    d = Squares(16, 4)
+    cfg = TrainingSettings(steps=2, **SMALL)
+    train("beta_vae", {}, d, seed=0, config=cfg, checkpoint_dir=tmp_path)
+    good = (tmp_path / "last.pt").read_bytes()
+    monkeypatch.setattr(training.torch, "save", lambda obj, f: f.write(b"half a checkpoint"))
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        training._atomic_save({"x": 1}, tmp_path / "last.pt")
+    assert (tmp_path / "last.pt").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_unreadable_checkpoints_are_named(tmp_path):
+    from benchmark.training import unreadable_checkpoints
+
+    d = Squares(16, 4)
+    train("beta_vae", {}, d, seed=0, config=TrainingSettings(steps=4, checkpoint_every=2, **SMALL),
+          checkpoint_dir=tmp_path)
+    assert unreadable_checkpoints(tmp_path) == []
+    data = (tmp_path / "last.pt").read_bytes()
+    (tmp_path / "last.pt").write_bytes(data[:len(data) // 2])
+    ((path, why),) = unreadable_checkpoints(tmp_path)
+    assert path == tmp_path / "last.pt" and why.startswith("cannot read checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):  # train alone does not guess
+        train("beta_vae", {}, d, seed=0, config=TrainingSettings(steps=4, **SMALL),
+              checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize("other,match", [
+    (dict(method="factor_vae"), "method='beta_vae'"),
+    (dict(config=TrainingSettings(steps=2, architecture="fc", **SMALL)), "architecture='conv'"),
+])
+def test_a_checkpoint_of_another_method_or_architecture_is_refused_in_one_line(tmp_path, other,
+                                                                                match):
+    d = Squares(64, 3)
+    train("beta_vae", {}, d, seed=0, config=TrainingSettings(steps=2, architecture="conv", **SMALL),
+          checkpoint_dir=tmp_path)
+    kwargs = {"method": "beta_vae", "config": TrainingSettings(steps=2, architecture="conv", **SMALL),
+              **other}
+    with pytest.raises(UserError, match=match) as err:
+        train(kwargs["method"], {}, d, seed=0, config=kwargs["config"], checkpoint_dir=tmp_path)
+    assert "\n" not in str(err.value)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.metrics.sampling import points_at_once
+
 
 def votes_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> dict[str, float]:
     """Majority-vote accuracies from (factors × dims) vote matrices (pure part of the score)."""
@@ -30,9 +32,14 @@ def votes(sample_factors, encode, num_factors: int, rng: np.random.Generator, ba
     f = sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, -1)
     p = np.arange(num_points)
     f[p, :, labels] = f[p, 0, labels][:, None]
-    codes = encode(f.reshape(num_points * batch_size, -1)).reshape(num_points, batch_size, -1)
-    local = np.var(codes[:, :, active], axis=1, ddof=1)
-    best = np.argmin(local / global_variances[active], axis=1)
+    step = points_at_once(encode, num_points, batch_size)  # chunks only where order is free
+    best = []
+    for start in range(0, num_points, step):
+        chunk = f[start:start + step]
+        codes = encode(chunk.reshape(len(chunk) * batch_size, -1)).reshape(len(chunk), batch_size, -1)
+        local = np.var(codes[:, :, active], axis=1, ddof=1)
+        best.append(np.argmin(local / global_variances[active], axis=1))
+    best = np.concatenate(best)
     out = np.zeros((num_factors, global_variances.shape[0]), dtype=np.int64)
     np.add.at(out, (labels, best), 1)
     return out

@@ -28,8 +28,20 @@ class PosteriorUnavailable(UserError):
     a dataset whose grid is noisy or too large. The suite records a skip, not a failure."""
 
 
+# Codes the interventional metrics (BetaVAE, FactorVAE) hold at once when the order of encoding
+# cannot change a code: raw pixels (D = 4,096) would otherwise need ~10 GB per 640,000-row batch.
+CHUNK_BYTES = 256 * 2**20
+# The lookup table grows in blocks of this size, so it takes memory as codes come, not its budget.
+BLOCK_BYTES = 64 * 2**20
+
+
 class FactorEncoder:
-    """Maps factor rows (n, K) to codes (n, D): render + represent in batches, or grid lookup."""
+    """Maps factor rows (n, K) to codes (n, D) float64: render + represent in batches, or keyed.
+
+    Keyed (`use_grid`): the codes are a function of the factor combination (noise-free data, a
+    deterministic representation), so combinations are rendered with a throwaway generator and
+    encoded codes are kept in a table, up to a memory budget, and looked up.
+    """
 
     def __init__(self, data, represent: Represent, rng: np.random.Generator, batch_size: int = 256):
         self.data = data
@@ -37,47 +49,124 @@ class FactorEncoder:
         self.rng = rng
         self.batch_size = int(batch_size)
         self.factor_sizes = tuple(int(s) for s in data.factor_sizes)
-        self.grid_codes: np.ndarray | None = None  # codes of grid rows, valid where _known
-        self._known: np.ndarray | None = None
         self.encoded = 0  # observations rendered and encoded so far
+        self.code_dim: int | None = None  # D, once something was encoded
+        self._native = np.dtype(np.float64)  # the dtype the representation returns
+        # Keyed mode: table row of each grid element (-1: not kept) and the kept codes in blocks
+        # of `_block_rows` rows, in the representation's own dtype (float32 -> float64 is exact,
+        # so a lookup equals encoding).
+        self._slot: np.ndarray | None = None
+        self._blocks: list[np.ndarray] = []
+        self._block_rows = 0
+        self._capacity = 0  # rows the budget allows
+        self._kept = 0
+        self._budget = 0
+
+    @property
+    def keyed(self) -> bool:
+        """Whether codes depend on the factors only: encoding order and chunking change nothing."""
+        return self._slot is not None
+
+    @property
+    def table_bytes(self) -> int:
+        """Memory held by the lookup table (its slot index and the codes kept)."""
+        slot = 0 if self._slot is None else self._slot.nbytes
+        return slot + sum(b.nbytes for b in self._blocks)
 
     def _render_encode(self, factors: np.ndarray, rng) -> np.ndarray:
         out = []
         for start in range(0, len(factors), self.batch_size):
             chunk = factors[start:start + self.batch_size]
             obs = self.data.sample_observations_from_factors(chunk, rng)
-            out.append(checked_codes(self.represent(obs), len(chunk)))
+            raw = np.asarray(self.represent(obs))
+            codes = checked_codes(raw, len(chunk))
+            if self.code_dim is None:
+                self.code_dim, self._native = codes.shape[1], raw.dtype
+            elif codes.shape[1] != self.code_dim:
+                raise UserError(f"the representation returned {codes.shape[1]} dimensions, "
+                                f"earlier {self.code_dim}")
+            out.append(codes)
             self.encoded += len(chunk)
         return np.concatenate(out, axis=0)
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         factors = np.asarray(factors, dtype=np.int64)
-        if self._known is None:
+        if self._slot is None:
             return self._render_encode(factors, self.rng)
         idx = np.ravel_multi_index(factors.T, self.factor_sizes)
-        missing = np.unique(idx[~self._known[idx]])
+        slot = self._slot[idx]
+        hit = slot >= 0
+        missing, inverse = np.unique(idx[~hit], return_inverse=True)
+        codes = None
         if missing.size:
             rows = np.stack(np.unravel_index(missing, self.factor_sizes), 1).astype(np.int64)
             # Noise-free rendering: a fixed generator, so the factor stream does not depend on
-            # how many combinations had to be rendered.
+            # how many combinations had to be rendered (or were kept).
             codes = self._render_encode(rows, np.random.default_rng(0))
-            if self.grid_codes is None:
-                self.grid_codes = np.empty((len(self._known), codes.shape[1]))
-            elif codes.shape[1] != self.grid_codes.shape[1]:
-                raise UserError(f"the representation returned {codes.shape[1]} dimensions, "
-                                f"earlier {self.grid_codes.shape[1]}")
-            self.grid_codes[missing] = codes
-            self._known[missing] = True
-        return self.grid_codes[idx]
+            self._keep(missing, codes)
+        out = np.empty((len(idx), self.code_dim), dtype=np.float64)
+        if hit.any():
+            kept = slot[hit]
+            block, row = np.divmod(kept, self._block_rows)
+            found = np.empty((len(kept), self.code_dim), dtype=np.float64)
+            for b in np.unique(block):
+                sel = block == b
+                found[sel] = self._blocks[b][row[sel]]
+            out[hit] = found
+        if codes is not None:
+            out[~hit] = codes[inverse.ravel()]
+        return out
 
-    def use_grid(self) -> None:
-        """Look codes up by factor combination: each one is rendered and encoded at most once.
+    def _keep(self, grid_rows: np.ndarray, codes: np.ndarray) -> None:
+        """Keeps the codes of `grid_rows` while the table stays within the budget; past it, later
+        combinations are encoded each time they are drawn (direct encoding, the same codes)."""
+        if not self._block_rows:
+            row_bytes = self.code_dim * self._native.itemsize
+            self._capacity = min(len(self._slot), max(0, self._budget - self._slot.nbytes) // row_bytes)
+            self._block_rows = max(1, min(self._capacity, BLOCK_BYTES // row_bytes))
+        take = min(self._capacity - self._kept, len(grid_rows))
+        done = 0
+        while done < take:
+            b, r = divmod(self._kept, self._block_rows)
+            if b == len(self._blocks):  # the last block only as large as the budget allows
+                rows = min(self._block_rows, self._capacity - b * self._block_rows)
+                self._blocks.append(np.empty((rows, self.code_dim), dtype=self._native))
+            n = min(take - done, len(self._blocks[b]) - r)
+            self._blocks[b][r:r + n] = codes[done:done + n]
+            self._slot[grid_rows[done:done + n]] = np.arange(self._kept, self._kept + n)
+            self._kept += n
+            done += n
+
+    def use_grid(self, budget_bytes: int) -> None:
+        """Key codes by factor combination: each one kept is rendered and encoded at most once.
 
         Exact for a noise-free dataset and a deterministic representation (see `is_deterministic`):
         a combination's code is the same whenever the protocol would encode it. Never encodes more
-        than direct encoding, and at most the whole grid (dSprites: 737,280) however many draws.
+        than direct encoding. The table (a slot per grid element, then the codes kept in the
+        representation's dtype) takes at most ``budget_bytes``, allocated as codes come.
         """
-        self._known = np.zeros(prod(self.factor_sizes), dtype=bool)
+        size = prod(self.factor_sizes)
+        self._slot = np.full(size, -1, dtype=np.int32 if size < 2**31 else np.int64)
+        self._budget = int(budget_bytes)
+
+    def points_at_once(self, num_points: int, rows_per_point: int) -> int:
+        """How many points (groups of ``rows_per_point`` factor rows) to encode together: all of
+        them, unless keyed (then order cannot change a code) and their codes exceed `CHUNK_BYTES`."""
+        if not self.keyed or num_points <= 1:
+            return num_points
+        if self.code_dim is None:  # learn D from one combination (it is kept for later)
+            self(np.zeros((1, len(self.factor_sizes)), dtype=np.int64))
+        point_bytes = rows_per_point * self.code_dim * np.dtype(np.float64).itemsize
+        return max(1, min(num_points, CHUNK_BYTES // point_bytes))
+
+
+def points_at_once(encode: Callable[[np.ndarray], np.ndarray], num_points: int,
+                   rows_per_point: int) -> int:
+    """`FactorEncoder.points_at_once` for an encoder, else all points (a plain function's order of
+    calls may matter)."""
+    if isinstance(encode, FactorEncoder):
+        return encode.points_at_once(num_points, rows_per_point)
+    return num_points
 
 
 def checked_codes(codes, n: int) -> np.ndarray:

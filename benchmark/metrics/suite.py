@@ -39,6 +39,11 @@ from benchmark.metrics.sampling import (
 from benchmark.metrics.shared import shared_work
 
 MAX_GRID = 2_000_000  # grid rows we keep a code table for (dSprites: 737,280)
+# The grid lookup's table may take this share of the job's memory (``memory_bytes``), or
+# DEFAULT_LOOKUP_BYTES when none is given: the rest is the model, the data, the sample pool and the
+# metrics' working arrays (bounded by `sampling.CHUNK_BYTES` when keyed).
+LOOKUP_SHARE = 0.25
+DEFAULT_LOOKUP_BYTES = 2 * 2**30
 POSTERIOR = "posterior"  # the representation column of the posterior metrics' rows
 
 
@@ -46,7 +51,8 @@ def evaluate(data, represents: Mapping[str, Callable[[np.ndarray], np.ndarray]],
              metrics: list[str] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
              progress: Callable[[int, int, str], None] | None = None, *, n_jobs: int = 1,
              lookup: str = "auto", encode_batch_size: int = 256,
-             gaussian: GaussianEncoder | None = None) -> list[dict[str, Any]]:
+             gaussian: GaussianEncoder | None = None,
+             memory_bytes: int | None = None) -> list[dict[str, Any]]:
     """Score each representation with each metric; rows {representation, metric, key, value, eval_seconds}.
 
     ``metrics`` defaults to `default_metrics()` (what "all" means). ``overrides`` maps a metric
@@ -56,6 +62,8 @@ def evaluate(data, represents: Mapping[str, Callable[[np.ndarray], np.ndarray]],
     ``eval_seconds`` of a sample metric includes an equal share of the pool's encoding time.
     ``gaussian(observations) -> (mean, logvar)`` is the model's posterior, for the posterior
     metrics (rows with representation "posterior"; skipped rows carry a "skipped" reason).
+    ``memory_bytes``: the memory this evaluation may use; the grid lookup keeps codes in
+    `LOOKUP_SHARE` of it and encodes the rest directly (the same codes: results never depend on it).
     """
     names = default_metrics() if metrics is None else list(metrics)
     for name in list(names) + list(overrides or {}):
@@ -72,6 +80,8 @@ def evaluate(data, represents: Mapping[str, Callable[[np.ndarray], np.ndarray]],
     if posterior and POSTERIOR in represents:
         raise UserError(f"representation name {POSTERIOR!r} is taken by the posterior metrics' rows")
     params = {n: METRICS[n].params((overrides or {}).get(n)) for n in names + posterior}
+    lookup_bytes = (DEFAULT_LOOKUP_BYTES if memory_bytes is None
+                    else int(LOOKUP_SHARE * memory_bytes))
     sample_metrics = [n for n in names if METRICS[n].needs_samples]
     total, done, rows = len(names) * len(represents) + len(posterior), 0, []
     for rep_name, represent in represents.items() if names else ():
@@ -80,7 +90,7 @@ def evaluate(data, represents: Mapping[str, Callable[[np.ndarray], np.ndarray]],
             encoder = FactorEncoder(data, represent, rng, batch_size=encode_batch_size)
             t0 = time.perf_counter()
             if _want_grid(lookup, data, represent, params):
-                encoder.use_grid()
+                encoder.use_grid(lookup_bytes)
             pool = None
             if sample_metrics:
                 n_train = max(METRICS[n].sample_sizes(params[n])[0] for n in sample_metrics)

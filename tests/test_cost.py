@@ -2,6 +2,9 @@
 table, the measured tables it reads, and its bad options."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT, tiny_spec
@@ -150,3 +153,29 @@ def test_full_study_estimate_runs(capsys):
     out = capsys.readouterr().out
     # 10,500 models x 300,000 iterations + 2,100 FactorVAEs x 150,000, at batch 64.
     assert f"{(10_500 * 300_000 + 2_100 * 150_000) * 64:,} images" in out
+
+
+def _gpu_check(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_gpu_check_fails_fast_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    done = _gpu_check()
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "no CUDA device" in done.stderr
+    assert _gpu_check("--device", "tpu").returncode == 2
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_mode_on_the_cpu_runs_every_step():
+    done = _gpu_check("--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    for part in ("## packed training", "best pack: K =", "--estimate --pack", "221,760,000,000 images",
+                 "wrote "):
+        assert part in done.stdout

@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-size", type=int, default=None, metavar="N",
                      help="slurm: jobs run one after another by each array task (default: the "
                           "spec's resources.jobs_per_task)")
+    run.add_argument("--pack", type=int, default=None, metavar="K",
+                     help="train up to K models of one method together on one device, each as it "
+                          "would train alone (default: the spec's resources.models_per_device)")
     run.add_argument("--ray-address", default=None, metavar="ADDR",
                      help="ray: an existing cluster (host:port, ray://host:port or auto; default: "
                           "$RAY_ADDRESS, else a local Ray on this machine)")
@@ -37,9 +40,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--estimate", action="store_true",
                      help="with --dry-run: project device-hours of training and CPU-hours of "
                           "evaluation from measured throughput (bench/results/throughput.json)")
-    run.add_argument("--pack", type=int, default=None, metavar="K",
-                     help="models trained at once per device, for --estimate (default: the spec's "
-                          "resources.models_per_device, else 1)")
     run.add_argument("--gpus", type=int, default=1, metavar="N",
                      help="--estimate: GPUs the study runs on (default: 1)")
     run.add_argument("--cpus-per-gpu", type=int, default=None, metavar="C",
@@ -139,8 +139,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.spec import select
 
     for flag, value in (("--workers", args.workers), ("--chunk-size", args.chunk_size),
-                        ("--pack", args.pack), ("--gpus", args.gpus), ("--cpus-per-gpu", args.cpus_per_gpu)):
+                        ("--pack", args.pack)):
         if value is not None and value < 1:  # checked here for every executor, naming the flag
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    for flag, value in (("--gpus", args.gpus), ("--cpus-per-gpu", args.cpus_per_gpu)):  # --estimate
+        if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
     if args.estimate and not args.dry_run:
         raise UserError("--estimate runs nothing: use it with --dry-run")

@@ -8,8 +8,9 @@ the metric suite's measured seconds per representation (`bench/metrics_speed.py`
 `bench/results/metrics_speed_full.txt`) × representations × jobs. Without a GPU measurement the
 estimate shows a lower bound instead: FLOPs ÷ a device's peak, never to be read as a measurement.
 
-Everything here is arithmetic on plain values except `job_images`, which asks each method how it
-trains (it builds one system per setting, so it imports torch).
+The arithmetic (`iterations`, `estimate`, `peak_report`) is pure; the table readers do file I/O and
+`job_images` asks each method how it trains (it builds one system per setting: it imports torch, so
+only `--estimate` pays for torch, not a plain `--dry-run`).
 """
 
 from __future__ import annotations

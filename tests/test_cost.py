@@ -179,3 +179,15 @@ def test_gpu_check_dry_mode_on_the_cpu_runs_every_step():
     for part in ("## packed training", "best pack: K =", "--estimate --pack", "221,760,000,000 images",
                  "wrote "):
         assert part in done.stdout
+
+
+def test_k_comes_from_resources_models_per_device(write_spec, tmp_path, capsys):
+    from benchmark.spec import Resources
+
+    if "models_per_device" not in Resources.model_fields:
+        pytest.skip("the spec has no resources.models_per_device yet")
+    table = tmp_path / "t.json"
+    cost.merge_throughput(table, FAKE)
+    spec = write_spec({**TINY, "resources": {"models_per_device": 4}})
+    assert main(["run", str(spec), "--dry-run", "--estimate", "--throughput", str(table)]) == 0
+    assert "K = 4 (resources.models_per_device)" in capsys.readouterr().out

@@ -31,10 +31,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-size", type=int, default=None, metavar="N",
                      help="slurm: jobs run one after another by each array task (default: the "
                           "spec's resources.jobs_per_task)")
+    run.add_argument("--pack", type=int, default=None, metavar="K",
+                     help="train up to K models of one method together on one device, each as it "
+                          "would train alone (default: the spec's resources.models_per_device)")
     run.add_argument("--ray-address", default=None, metavar="ADDR",
                      help="ray: an existing cluster (host:port, ray://host:port or auto; default: "
                           "$RAY_ADDRESS, else a local Ray on this machine)")
     run.add_argument("--dry-run", action="store_true", help="print the job counts and exit")
+    # Cost before running (benchmark/cost.py): with --dry-run.
+    run.add_argument("--estimate", action="store_true",
+                     help="with --dry-run: project device-hours of training and CPU-hours of "
+                          "evaluation from measured throughput (bench/results/throughput.json)")
+    run.add_argument("--gpus", type=int, default=1, metavar="N",
+                     help="--estimate: GPUs the study runs on (default: 1)")
+    run.add_argument("--cpus-per-gpu", type=int, default=None, metavar="C",
+                     help="--estimate: CPUs per GPU for evaluation (default: resources.cpus_per_job)")
+    run.add_argument("--throughput", default=None, metavar="JSON",
+                     help="--estimate: the throughput table (default: bench/results/throughput.json)")
     run.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                      help="run only jobs with this dataset/model/seed/hyperparameter (repeatable)")
     run.add_argument("--limit", type=int, default=None, help="run at most N jobs")
@@ -127,9 +140,19 @@ def _load_jobs(spec_path: str, data_dir: str | None = None):
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.spec import select
 
-    for flag, value in (("--workers", args.workers), ("--chunk-size", args.chunk_size)):
+    for flag, value in (("--workers", args.workers), ("--chunk-size", args.chunk_size),
+                        ("--pack", args.pack)):
         if value is not None and value < 1:  # checked here for every executor, naming the flag
             raise UserError(f"{flag} must be at least 1, got {value}")
+    for flag, value in (("--gpus", args.gpus), ("--cpus-per-gpu", args.cpus_per_gpu)):  # --estimate
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    if args.estimate and not args.dry_run:
+        raise UserError("--estimate runs nothing: use it with --dry-run")
+    estimate_only = [f for f, given in (("--gpus", args.gpus != 1), ("--cpus-per-gpu", args.cpus_per_gpu),
+                                       ("--throughput", args.throughput)) if given]
+    if estimate_only and not args.estimate:
+        raise UserError(f"{estimate_only[0]} is an option of --estimate")
     if args.data_dir and not Path(args.data_dir).is_dir():
         raise UserError(f"--data-dir {args.data_dir} is not a directory")
     spec, jobs = _load_jobs(args.spec, args.data_dir)
@@ -138,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"no job matches --filter {' '.join(args.filter)}")
     if args.dry_run:
         _print_counts(spec.study, jobs)
+        if args.estimate:
+            _print_estimate(spec, jobs, args)
         return 0
 
     from benchmark.store import ResultsStore, atomic_write_bytes
@@ -237,6 +262,28 @@ def _print_counts(study: str, jobs) -> None:
     totals = [sum(counts[(d, m)] for d in datasets) for m in models]
     print("  ".join([f"{'total':<{width}}"] + [f"{n:>{w}}" for n, w in zip(totals, cols)]
                     + [f"{len(jobs):>6}"]))
+
+
+def _print_estimate(spec, jobs, args: argparse.Namespace) -> None:
+    from benchmark import cost
+
+    if args.pack is not None:
+        k, k_source = args.pack, "--pack"
+    elif getattr(spec.resources, "models_per_device", None) is not None:
+        k, k_source = spec.resources.models_per_device, "resources.models_per_device"
+    else:
+        k, k_source = 1, "default"
+    table = Path(args.throughput) if args.throughput else cost.THROUGHPUT_TABLE
+    if args.throughput and not table.is_file():
+        raise UserError(f"--throughput {table}: no such file")
+    ev = jobs[0].evaluation  # one evaluation plan per study
+    work = cost.StudyWork(images=tuple(cost.job_images(jobs)), metrics=tuple(ev["metrics"]),
+                          representations=len(ev["representations"]), overrides=bool(ev["overrides"]))
+    metric_seconds, metric_source = cost.load_metric_seconds(cost.METRIC_SECONDS_TABLE)
+    est = cost.estimate(work, cost.load_throughput(table), metric_seconds, k, k_source)
+    shown = args.throughput or "bench/results/throughput.json"
+    print(cost.format_estimate(est, work, args.gpus, args.cpus_per_gpu or spec.resources.cpus_per_job,
+                               shown, metric_source))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from benchmark.errors import UserError
@@ -29,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-size", type=int, default=None, metavar="N",
                      help="slurm: jobs run one after another by each array task (default: the "
                           "spec's resources.jobs_per_task)")
+    run.add_argument("--pack", type=int, default=None, metavar="K",
+                     help="train up to K models of one method together on one device, each as it "
+                          "would train alone (default: the spec's resources.models_per_device)")
     run.add_argument("--ray-address", default=None, metavar="ADDR",
                      help="ray: an existing cluster (host:port, ray://host:port or auto; default: "
                           "$RAY_ADDRESS, else a local Ray on this machine)")
@@ -125,13 +129,16 @@ def _load_jobs(spec_path: str, data_dir: str | None = None):
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.spec import select
 
-    for flag, value in (("--workers", args.workers), ("--chunk-size", args.chunk_size)):
+    for flag, value in (("--workers", args.workers), ("--chunk-size", args.chunk_size),
+                        ("--pack", args.pack)):
         if value is not None and value < 1:  # checked here for every executor, naming the flag
             raise UserError(f"{flag} must be at least 1, got {value}")
     if args.data_dir and not Path(args.data_dir).is_dir():
         raise UserError(f"--data-dir {args.data_dir} is not a directory")
     spec, jobs = _load_jobs(args.spec, args.data_dir)
     jobs = select(jobs, args.filter, args.limit)
+    if args.pack is not None:  # an execution choice: resources are in no job id
+        jobs = [replace(j, resources={**j.resources, "models_per_device": args.pack}) for j in jobs]
     if args.filter and not jobs:
         raise UserError(f"no job matches --filter {' '.join(args.filter)}")
     if args.dry_run:

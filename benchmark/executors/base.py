@@ -1,7 +1,12 @@
-"""The executor flow, owned here once: skip the jobs already done, start the rest, follow them to
-an outcome each, and stop cleanly on Ctrl-C or SIGTERM. A back-end says only how to start its jobs
-(`_start`), how to learn which have finished (`_poll`), what to do on Ctrl-C (`_interrupt`) and
-how to let go of what it started (`_close`); the shape follows submitit's `Executor`.
+"""The executor flow, owned here once: skip the jobs already done, group the rest into units of
+work, start them, follow every job to an outcome, and stop cleanly on Ctrl-C or SIGTERM. A
+back-end says only how to start its units (`_start`), how to learn which jobs have finished
+(`_poll`), what to do on Ctrl-C (`_interrupt`) and how to let go of what it started (`_close`);
+the shape follows submitit's `Executor`.
+
+A unit is one job, or a pack of jobs whose models train together on one device
+(`resources.models_per_device`, `benchmark.jobs.pack_units`): one worker, array task or Ray task
+runs it with `run_unit`, and it still ends in one outcome per job.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ from typing import Any
 from tqdm import tqdm
 
 from benchmark.errors import UserError
-from benchmark.outcomes import JobOutcome, Status
+from benchmark.jobs import pack_units
+from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Job
 from benchmark.store import ResultsStore
 
 JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
 """What runs one job on a worker: `benchmark.jobs.run_job`, or a stand-in in the tests."""
+PackFn = Callable[[list[Job], ResultsStore, Callable[[str], None] | None], list[JobOutcome]]
+"""What runs a pack of jobs on a worker, one outcome per job: `benchmark.jobs.run_pack`, or a
+stand-in in the tests."""
+Unit = list[Job]
 
 
 def default_job_fn() -> JobFn:
@@ -31,6 +41,29 @@ def default_job_fn() -> JobFn:
     from benchmark import jobs
 
     return jobs.run_job
+
+
+def default_pack_fn() -> PackFn:
+    """`benchmark.jobs.run_pack`, looked up as `default_job_fn` is."""
+    from benchmark import jobs
+
+    return jobs.run_pack
+
+
+def run_unit(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
+             progress: Callable[[str], None] | None) -> list[JobOutcome]:
+    """What a worker runs for one unit: `job_fn` for a single job, `pack_fn` for a pack."""
+    if len(unit) == 1:
+        return [job_fn(unit[0], store, progress)]
+    return pack_fn(unit, store, progress)
+
+
+def unit_outcomes_after_death(store: ResultsStore, unit: Unit, reason: str,
+                              kind: FailureKind) -> list[JobOutcome]:
+    """The outcomes of a unit whose worker died: the jobs whose rows it wrote before are done, the
+    others failed with `reason` (they resume from their checkpoints on the next run)."""
+    return [JobOutcome(j.job_id, Status.DONE) if store.is_done(j.job_id)
+            else record_failure(store, j.job_id, reason, kind) for j in unit]
 
 
 def at_least_one(name: str, value: int | None) -> int | None:
@@ -81,7 +114,7 @@ class Executor(ABC):
         if not todo:
             return summary
         try:
-            self._start(todo, store)
+            self._start(pack_units(todo), store)  # packs of the jobs not done: filtered first
             self._follow(len(todo), todo[0].study, summary, show_progress)
         finally:
             self._close(summary.interrupted)
@@ -115,14 +148,14 @@ class Executor(ABC):
 
     # -- what a back-end supplies -----------------------------------------------------------
     @abstractmethod
-    def _start(self, todo: list[Job], store: ResultsStore) -> None:
-        """Checks the jobs can run here and launches them (or arranges to, as workers free up).
-        Bad input is a UserError raised before anything is launched."""
+    def _start(self, units: list[Unit], store: ResultsStore) -> None:
+        """Checks the units can run here and launches them (or arranges to, as workers free up),
+        each with `run_unit`. Bad input is a UserError raised before anything is launched."""
 
     @abstractmethod
     def _poll(self, timeout: float) -> list[JobOutcome]:
-        """Waits at most about `timeout` seconds; returns the outcomes learnt since the last call
-        (failure records already written), launching more jobs if the back-end paces them."""
+        """Waits at most about `timeout` seconds; returns the jobs' outcomes learnt since the last
+        call (failure records already written), launching more units if the back-end paces them."""
 
     def _status(self) -> str | None:
         """A short line for the progress bar (the last progress message, the queue); None keeps

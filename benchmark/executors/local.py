@@ -1,8 +1,9 @@
-"""The local executor: a pool of worker processes on this machine, one job per worker at a time.
+"""The local executor: a pool of worker processes on this machine, one unit (a job, or a pack of
+jobs trained together) per worker at a time.
 
-Each job runs in a worker process, so a job that raises is recorded and the others go on, and a
-worker that dies (a signal, the OOM killer) costs only the jobs it was running: the pool is rebuilt
-and the study continues.
+Each unit runs in a worker process, so a job that raises is recorded and the others go on, and a
+worker that dies (a signal, the OOM killer) costs only the jobs it was running (a pack's jobs not
+finished yet): the pool is rebuilt and the study continues.
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from benchmark.allocator import apply_worker_env
-from benchmark.executors.base import Executor, JobFn, at_least_one, default_job_fn
-from benchmark.outcomes import FailureKind, JobOutcome, record_failure
-from benchmark.spec import Job
+from benchmark.executors.base import (
+    Executor,
+    JobFn,
+    PackFn,
+    Unit,
+    at_least_one,
+    default_job_fn,
+    default_pack_fn,
+    run_unit,
+    unit_outcomes_after_death,
+)
+from benchmark.outcomes import FailureKind, JobOutcome
 from benchmark.store import ResultsStore
 
 
@@ -64,53 +74,55 @@ def _send(message: str) -> None:
             pass
 
 
-def _run_in_worker(job_fn: JobFn, job: Job, store_root: str) -> JobOutcome:
-    return job_fn(job, ResultsStore(store_root), _send)
+def _run_in_worker(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store_root: str) -> list[JobOutcome]:
+    return run_unit(job_fn, pack_fn, unit, ResultsStore(store_root), _send)
 
 
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, workers: int | None = None, job_fn: JobFn | None = None):
+    def __init__(self, workers: int | None = None, job_fn: JobFn | None = None,
+                 pack_fn: PackFn | None = None):
         self.workers = at_least_one("workers", workers) or available_cores()
         self.threads = max(1, available_cores() // self.workers)
         self.job_fn = job_fn or default_job_fn()
+        self.pack_fn = pack_fn or default_pack_fn()
         self._manager: Any = None
         self._pool: ProcessPoolExecutor | None = None
 
-    def _start(self, todo: list[Job], store: ResultsStore) -> None:
+    def _start(self, units: list[Unit], store: ResultsStore) -> None:
         apply_worker_env()  # glibc reads the malloc settings when a worker starts
         self._ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation is unsafe
         self._manager = self._ctx.Manager()
         self._messages = self._manager.Queue()
         self._message: str | None = None
         self._store = store
-        self._todo = deque(todo)
-        self._inflight: dict[Future, Job] = {}
+        self._todo = deque(units)
+        self._inflight: dict[Future, Unit] = {}
         self._pool = self._new_pool()
 
     def _poll(self, timeout: float) -> list[JobOutcome]:
         assert self._pool is not None
         while self._todo and len(self._inflight) < self.workers:
-            job = self._todo.popleft()
-            future = self._pool.submit(_run_in_worker, self.job_fn, job, str(self._store.root))
-            self._inflight[future] = job
+            unit = self._todo.popleft()
+            future = self._pool.submit(_run_in_worker, self.job_fn, self.pack_fn, unit,
+                                       str(self._store.root))
+            self._inflight[future] = unit
         finished, _ = wait(self._inflight, timeout=timeout, return_when=FIRST_COMPLETED)
         self._drain()
         outcomes, broken = [], False
         for future in finished:
-            job = self._inflight.pop(future)
+            unit = self._inflight.pop(future)
             try:
-                outcomes.append(future.result())
+                outcomes += future.result()
             except BrokenProcessPool:
                 broken = True
-                outcomes.append(record_failure(
-                    self._store, job.job_id,
-                    "worker process died (killed by a signal or out of memory)",
-                    FailureKind.WORKER_DIED))
+                outcomes += unit_outcomes_after_death(
+                    self._store, unit, "worker process died (killed by a signal or out of memory)",
+                    FailureKind.WORKER_DIED)
             except Exception as exc:  # noqa: BLE001 - e.g. a job that cannot be pickled
-                outcomes.append(record_failure(self._store, job.job_id,
-                                               f"{type(exc).__name__}: {exc}", FailureKind.ERROR))
+                outcomes += unit_outcomes_after_death(self._store, unit,
+                                                      f"{type(exc).__name__}: {exc}", FailureKind.ERROR)
         if broken:  # the pool cannot be used again: the jobs still queued go to a new one
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()

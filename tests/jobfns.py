@@ -32,3 +32,13 @@ def dies_on_seed_1(job, store, progress):
     if job.seed == 1:
         os._exit(3)  # a worker killed mid-job (OOM killer, segfault)
     return ok(job, store, progress)
+
+
+def pack_ok(jobs, store, progress):
+    """A pack stand-in: one outcome per job, each written as `ok` writes it."""
+    return [ok(job, store, progress) for job in jobs]
+
+
+def pack_dies_on_seed_1(jobs, store, progress):
+    """A pack whose worker is killed when it reaches a seed-1 job (its earlier jobs are written)."""
+    return [dies_on_seed_1(job, store, progress) for job in jobs]

@@ -1,4 +1,5 @@
-"""The `benchmark` command: run, status, figures, datasets (docs/architecture.md)."""
+"""The `benchmark` command: run, status, figures, import dlib, datasets, data download
+(docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
     run.add_argument("--results", default="results", help="results root (default: ./results)")
     run.add_argument("--workers", type=int, default=None,
-                     help="local worker processes (default: one per core); slurm: the most array "
+                     help="local worker processes (default: one per resources.cpus_per_job "
+                          "cores); slurm: the most array "
                           "tasks running at once; ray: the most jobs running at once")
     # Cluster back-ends (benchmark/executors/slurm.py, ray.py).
     run.add_argument("--chunk-size", type=int, default=None, metavar="N",
@@ -246,6 +248,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     st = store.status([j.job_id for j in jobs])
     print(f"study {spec.study} ({store.root}): {len(jobs)} jobs: {len(st.done)} done, "
           f"{len(st.failed)} failed, {len(st.pending)} pending")
+    running = store.live_leases().keys() & set(st.pending)
+    if running:
+        print(f"  {len(running)} of the pending jobs are running now (their leases are in "
+              f"{store.leases_dir})")
     if st.pending and (store.root / "slurm" / "arrays").is_dir():
         from benchmark.executors.slurm import active_jobs
 

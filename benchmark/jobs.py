@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from benchmark.outcomes import FailureKind, JobOutcome, Status
+from benchmark.allocator import die_with_parent, process_cores
+from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.schema import provenance_json
 from benchmark.settings import TrainingSettings
 from benchmark.spec import Job, canonical_json
@@ -27,12 +30,13 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
     own failure: that is recorded in the store and returned as a failed outcome."""
     if store.is_done(job.job_id):
         return JobOutcome(job.job_id, Status.SKIPPED)
-    t0 = time.perf_counter()
-    try:
-        rows = _train_and_evaluate(job, store, progress)
-    except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
-        return _failed(job, store, exc, t0)
-    return _write(job, store, rows, t0)
+    with _job_threads(job):
+        t0 = time.perf_counter()
+        try:
+            rows = _train_and_evaluate(job, store, progress)
+            return _write(job, store, rows, t0)  # a full disk fails the job here
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
+            return _failed(job, store, exc, t0)
 
 
 def run_pack(jobs: list[Job], store: ResultsStore,
@@ -47,26 +51,33 @@ def run_pack(jobs: list[Job], store: ResultsStore,
     if len(todo) == 1:  # nothing to pack with: train() itself
         outcomes[todo[0].job_id] = run_job(todo[0], store, progress)
     elif todo:
-        t0 = time.perf_counter()
-        try:
-            data, models, train_seconds, strategy = _train_pack(todo, store, progress)
-        except Exception as exc:  # noqa: BLE001 - the pack as a whole could not start (its dataset)
-            data, models, train_seconds, strategy = None, [exc] * len(todo), 0.0, ""
-        for job, model in zip(todo, models, strict=True):
-            if isinstance(model, Exception):
-                outcomes[job.job_id] = _failed(job, store, model, t0)
-                continue
-            try:
-                from benchmark.packing import packable
-
-                # which models shared a computation, and how (loop: train()'s own kernels, bitwise)
-                pack = {"size": len(todo), "strategy": strategy if packable(model.system) is None else "alone"}
-                rows = _evaluate(job, data, model, train_seconds, progress, pack=pack)
-            except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
-                outcomes[job.job_id] = _failed(job, store, exc, t0)
-                continue
-            outcomes[job.job_id] = _write(job, store, rows, t0)
+        with _job_threads(todo[0]):
+            outcomes.update(_run_packed(todo, store, progress))
     return [outcomes[j.job_id] for j in jobs]
+
+
+def _run_packed(todo: list[Job], store: ResultsStore,
+                progress: Callable[[str], None] | None) -> dict[str, JobOutcome]:
+    t0 = time.perf_counter()
+    try:
+        data, models, train_seconds, strategy = _train_pack(todo, store, progress)
+    except Exception as exc:  # noqa: BLE001 - the pack as a whole could not start (its dataset)
+        data, models, train_seconds, strategy = None, [exc] * len(todo), 0.0, ""
+    outcomes = {}
+    for job, model in zip(todo, models, strict=True):
+        if isinstance(model, Exception):
+            outcomes[job.job_id] = _failed(job, store, model, t0)
+            continue
+        try:
+            from benchmark.packing import packable
+
+            # which models shared a computation, and how (loop: train()'s own kernels, bitwise)
+            pack = {"size": len(todo), "strategy": strategy if packable(model.system) is None else "alone"}
+            rows = _evaluate(job, data, model, train_seconds, progress, pack=pack)
+            outcomes[job.job_id] = _write(job, store, rows, t0)  # a full disk fails the job here
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
+            outcomes[job.job_id] = _failed(job, store, exc, t0)
+    return outcomes
 
 
 def pack_units(jobs: list[Job]) -> list[list[Job]]:
@@ -96,14 +107,34 @@ def pack_key(job: Job) -> tuple:
             canonical_json(job.training), canonical_json(job.resources))
 
 
+@contextmanager
+def _job_threads(job: Job) -> Iterator[None]:
+    """Runs a job, or a pack (whose jobs share their resources, `pack_key`), with the job's torch
+    threads (`Job.threads`); at the end, stops the metric fits' idle worker processes: they would
+    outlive the job by joblib's 300 s idle timeout, and the process that ran it would wait for them
+    when it exits."""
+    import torch
+
+    from benchmark.metrics.parallel import release_workers
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        release_workers()
+
+
 def _failed(job: Job, store: ResultsStore, exc: Exception, t0: float) -> JobOutcome:
     from benchmark.training import Diverged
 
     reason, tb = format_exception(exc)
     kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
     extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
-    store.write_failure(job.job_id, reason, kind=kind, traceback=tb, **extra)
-    return JobOutcome(job.job_id, Status.FAILED, reason, time.perf_counter() - t0)
+    outcome = record_failure(store, job.job_id, reason, kind, traceback=tb, **extra)
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
 
 
 def _write(job: Job, store: ResultsStore, rows: list[dict[str, Any]], t0: float) -> JobOutcome:
@@ -170,6 +201,7 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
     """The rows of a trained `model`: its training summary and every metric of `job.evaluation`;
     `provenance` adds to the rows' provenance (a pack's size and strategy)."""
     import torch
+    from joblib import parallel_config
     from sklearn.exceptions import ConvergenceWarning
 
     from benchmark.metrics import gbt
@@ -186,7 +218,9 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
     if any(get_metric(m).posterior is not None for m in ev["metrics"]) and model.has_posterior:
         gaussian = model.represent_gaussian()  # for mig_exact & co., computed once per model
     say(f"{job.job_id} evaluating {len(ev['metrics'])} metrics on {', '.join(represents)}")
-    with warnings.catch_warnings():
+    # The fits' worker processes die with this one (a killed job leaves none behind).
+    with warnings.catch_warnings(), parallel_config(backend="loky", initializer=die_with_parent,
+                                                    initargs=(os.getpid(),)):
         # sklearn's deprecation and convergence chatter, once per fit, would bury the progress bar.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -194,7 +228,9 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
         metric_rows = evaluate(
             data, represents, seed=ev["seed"], metrics=ev["metrics"], overrides=ev["overrides"],
             progress=lambda done, total, label: say(f"{job.job_id} {label} ({done}/{total})"),
-            n_jobs=max(1, torch.get_num_threads()),  # the cores this job was given
+            # Training's threads are the job's; the fits may use every core its process was
+            # given (their results do not depend on how many run at once).
+            n_jobs=max(job.threads, process_cores()),
             gaussian=gaussian,
         )
     for r in metric_rows:
@@ -205,9 +241,10 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
     common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
-    # Which back-end fitted the GBTs of DCI / downstream_gbt: a sklearn upgrade that disables the
-    # port (3x slower fits, same values) shows here instead of going unnoticed.
-    common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(), **provenance)
+    # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
+    # port: 3x slower fits, same values), the threads the job ran with, and its pack if any.
+    common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(),
+                                           torch_threads=torch.get_num_threads(), **provenance)
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

@@ -26,6 +26,7 @@ class Status(_StrEnum):
     DONE = "done"
     SKIPPED = "skipped"  # its rows were already in the store
     FAILED = "failed"
+    ELSEWHERE = "elsewhere"  # another process holds its lease: it is running there (not an end)
 
 
 class FailureKind(_StrEnum):
@@ -50,6 +51,10 @@ class JobOutcome:
 def record_failure(store: ResultsStore, job_id: str, reason: str, kind: FailureKind,
                    **extra: Any) -> JobOutcome:
     """Writes the failure record (what a later run and `benchmark status` read) and returns the
-    failed outcome."""
-    store.write_failure(job_id, reason, kind=kind, **extra)
+    failed outcome; a record that cannot be written (a full disk) is said in the reason instead of
+    stopping the run."""
+    try:
+        store.write_failure(job_id, reason, kind=kind, **extra)
+    except OSError as exc:
+        reason = f"{reason} (failure record not written: {type(exc).__name__}: {exc})"
     return JobOutcome(job_id, Status.FAILED, reason)

@@ -40,7 +40,7 @@ BASE_COLUMNS: tuple[Column, ...] = (
 )
 TAIL_COLUMNS: tuple[Column, ...] = (
     Column("seed", pa.int64(), "the job's random seed", True),
-    Column("representation", pa.string(), "mean | sampled; null for training rows"),
+    Column("representation", pa.string(), "mean | sampled | posterior; null for training rows"),
     Column("metric", pa.string(), "metric name; `train` for the training summary"),
     Column("key", pa.string(), "which value of the metric"),
     Column("value", pa.float64(), "the value"),

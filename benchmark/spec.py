@@ -188,6 +188,14 @@ class Job:
         """The canonical configuration that the job id hashes."""
         return job_config(self.model_config(), self.evaluation)
 
+    @property
+    def threads(self) -> int:
+        """The torch threads the job trains, encodes and scores with: `resources.cpus_per_job`.
+        A property of the job, not of the executor or of how many jobs share the machine, because
+        CPU kernels split their sums by thread count (rows would differ in the last digits).
+        Resources are not in the job id: the rows' `provenance` records it."""
+        return Resources.model_validate(self.resources).cpus_per_job
+
     def model_config(self) -> dict[str, Any]:
         training = {k: v for k, v in self.training.items() if k not in NOT_IN_MODEL_ID}
         return {

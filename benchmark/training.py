@@ -32,7 +32,6 @@ from benchmark.errors import UserError
 from benchmark.models import METHODS, validate_params
 from benchmark.models.architectures import init_weights
 from benchmark.models.base import BuildContext, System
-from benchmark.models.losses import sample_gaussian
 from benchmark.settings import RESUME_KEYS, TrainingSettings
 
 CHECKPOINT_NAME = "last.pt"
@@ -156,7 +155,7 @@ class TrainedModel:
     def represent(self, kind: str = "mean", seed: int | None = None,
                   batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
         """`fn(obs (N,C,H,W) float32) -> codes (N, D)`: "mean" = μ(x); "sampled" = μ + σ·ε with ε from
-        a generator seeded by `seed` (fresh noise on every call). Deterministic encoders (autoencoders,
+        a generator seeded by `seed` (fresh noise on every call; `System.sample`). Deterministic encoders (autoencoders,
         PCA, ...) return the same codes for both."""
         if kind not in ("mean", "sampled"):
             raise UserError(f"representation must be 'mean' or 'sampled', got {kind!r}")
@@ -168,10 +167,8 @@ class TrainedModel:
             out = [np.zeros((0, self.num_latent), np.float32)]
             with torch.inference_mode():
                 for i in range(0, obs.shape[0], batch_size):
-                    mean, logvar = self.system.encode(_to_tensor(obs[i:i + batch_size], self.device))
-                    z = mean
-                    if kind == "sampled" and logvar is not None:
-                        z = sample_gaussian(mean, logvar, gen)
+                    x = _to_tensor(obs[i:i + batch_size], self.device)
+                    z = self.system.sample(x, gen) if kind == "sampled" else self.system.encode(x)[0]
                     out.append(z.float().cpu().numpy())
             return np.concatenate(out)
 
@@ -229,11 +226,15 @@ class TrainedModel:
 def _atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written file left beside the last checkpoint
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _load_checkpoint(path: Path) -> dict:

@@ -11,8 +11,8 @@ from benchmark.settings import TrainingSettings
 from benchmark.training import train
 
 GRADIENT_METHODS = ["beta_vae", "vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii",
-                    "beta_tc_vae", "denoising_ae", "sparse_ae"]
-FITTED = ["pca", "fast_ica", "raw_pixels", "untrained_encoder"]
+                    "beta_tc_vae", "denoising_ae", "sparse_ae", "information_dropout"]
+FITTED = ["pca", "fast_ica", "raw_pixels", "untrained_encoder", "sparse_coding"]
 
 
 def test_registry_lists_every_method():

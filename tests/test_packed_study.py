@@ -70,7 +70,7 @@ def test_packed_study_gives_bitwise_the_rows_of_the_unpacked_one(tmp_path, write
     for column in ("job_id", "model_id", "model", "seed", "metric", "representation", "key"):
         assert one[column].equals(two[column]), column
     assert np.array_equal(one.value.to_numpy(), two.value.to_numpy(), equal_nan=True)
-    assert set(one.provenance) == {'{"gbt_fits": {}, "source": "benchmark"}'}
+    assert set(one.provenance) == {'{"gbt_fits": {}, "source": "benchmark", "torch_threads": 1}'}
     assert {json.dumps(json.loads(p)["pack"]) for p in two.provenance} == {
         '{"size": 2, "strategy": "loop"}'}
     bad = _cli("run", str(spec), "--pack", "0", cwd=tmp_path)
@@ -95,6 +95,9 @@ class _Inline(Executor):
     def _start(self, units, store):
         self.units = units
         self.outcomes = [o for u in units for o in run_unit(jobfns.ok, jobfns.pack_ok, u, store, None)]
+
+    def _submit(self, units):
+        raise AssertionError("no job runs elsewhere here")
 
     def _poll(self, timeout):
         out, self.outcomes = self.outcomes, []
@@ -147,3 +150,19 @@ def test_a_dead_worker_costs_its_packs_unfinished_jobs_and_they_resume(tmp_path,
         jobs, store, show_progress=False)
     assert sorted(again.done) == sorted(lost) and len(again.skipped) == 3
     assert store.failures() == {}
+
+
+def test_a_pack_leaves_out_a_job_another_process_holds_and_releases_its_leases(tmp_path, jobs):
+    store = ResultsStore(tmp_path / "study")
+    packs = []
+
+    def pack_fn(pack, store, progress):
+        packs.append([j.job_id for j in pack])
+        return jobfns.pack_ok(pack, store, progress)
+
+    with store.claim(jobs[1].job_id):  # held by a live process: this one
+        outcomes = run_unit(jobfns.ok, pack_fn, jobs[:3], store, None)
+        assert store.lease_holder(jobs[1].job_id) is not None
+    assert [o.status for o in outcomes] == ["done", "elsewhere", "done"]
+    assert packs == [[jobs[0].job_id, jobs[2].job_id]]
+    assert store.live_leases() == {}

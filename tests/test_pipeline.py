@@ -43,7 +43,8 @@ def test_tiny_study_end_to_end(tmp_path, write_spec):
     assert df.dataset_source.eq("procedural").all()
     cfg = json.loads(df.job_config.iloc[0])
     assert cfg["training"]["steps"] == 4
-    assert set(df.provenance) == {'{"gbt_fits": {}, "source": "benchmark"}'}  # MIG fits no GBT
+    # MIG fits no GBT; the job trained with resources.cpus_per_job (1) threads.
+    assert set(df.provenance) == {'{"gbt_fits": {}, "source": "benchmark", "torch_threads": 1}'}
     import duckdb
 
     n = duckdb.connect().execute(

@@ -4,7 +4,8 @@ Each family module (``dsprites``, ``shapes3d``, ``smallnorb``, ``cars3d``, ``mpi
 defines the descriptors of its datasets next to its code as ``DESCRIPTORS``; ``registry`` only
 collects them. Names, aliases, sources, the ``benchmark datasets`` row, the expected files of a
 dataset and where each file is published (``RemoteFile``, fetched by ``download.py``) all come from
-its descriptor, so a new dataset is one descriptor plus one import.
+its descriptor, so a new dataset is one descriptor in its family's ``DESCRIPTORS`` (a new family:
+one more entry in ``registry.FAMILIES``).
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def run_logged(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
     `store.log_path(job_id)` of its first job; a pack's other jobs' logs point there.
 
     `job_fn` and `pack_fn` record their own failures; an exception that escapes them anyway is
-    recorded here, since a remote driver learns about jobs only through the store.
+    recorded here, since a remote driver learns about jobs only through the store. Its jobs run
+    under their leases (`run_unit`).
     """
     job = unit[0]
     log_path = store.log_path(job.job_id)
@@ -124,6 +125,13 @@ class StoreFollower:
         except FileNotFoundError:
             pass
         return out
+
+    def follow(self, job_ids: Iterable[str]) -> None:
+        """Follows more jobs; as at the start, their failure records left until now are old."""
+        job_ids = set(job_ids)
+        self._old_failures.update((jid, sig) for jid, sig in self._failure_signatures().items()
+                                  if jid in job_ids)
+        self.pending |= job_ids
 
     def poll(self) -> list[JobOutcome]:
         if not self.pending:

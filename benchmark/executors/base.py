@@ -1,22 +1,30 @@
 """The executor flow, owned here once: skip the jobs already done, group the rest into units of
 work, start them, follow every job to an outcome, and stop cleanly on Ctrl-C or SIGTERM. A
-back-end says only how to start its units (`_start`), how to learn which jobs have finished
-(`_poll`), what to do on Ctrl-C (`_interrupt`) and how to let go of what it started (`_close`);
-the shape follows submitit's `Executor`.
+back-end says only how to start its units (`_start`), how to add units later (`_submit`), how to
+learn which jobs have finished (`_poll`), what to do on Ctrl-C (`_interrupt`) and how to let go of
+what it started (`_close`); the shape follows submitit's `Executor`.
 
 A unit is one job, or a pack of jobs whose models train together on one device
 (`resources.models_per_device`, `benchmark.jobs.pack_units`): one worker, array task or Ray task
 runs it with `run_unit`, and it still ends in one outcome per job.
+
+`run_unit` runs a unit's jobs under their leases in the store: a job that another driver of the
+same study is running (on this machine or another one sharing the results folder) is left out of
+its unit and comes back as `Status.ELSEWHERE`; the flow counts it as running elsewhere, looks again
+every `lease_recheck` seconds, and takes it as done when its rows appear, or submits it again (in
+new units) when its lease is gone or stale (that driver died or let it go) and no rows appeared.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tqdm import tqdm
@@ -25,7 +33,7 @@ from benchmark.errors import UserError
 from benchmark.jobs import pack_units
 from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Job
-from benchmark.store import ResultsStore
+from benchmark.store import ResultsStore, describe_lease
 
 JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
 """What runs one job on a worker: `benchmark.jobs.run_job`, or a stand-in in the tests."""
@@ -52,18 +60,50 @@ def default_pack_fn() -> PackFn:
 
 def run_unit(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
              progress: Callable[[str], None] | None) -> list[JobOutcome]:
-    """What a worker runs for one unit: `job_fn` for a single job, `pack_fn` for a pack."""
-    if len(unit) == 1:
-        return [job_fn(unit[0], store, progress)]
-    return pack_fn(unit, store, progress)
+    """What a worker of every back-end runs for one unit, one outcome per job in unit order: the
+    jobs it can claim run under their leases (released when the unit ends), so that no two
+    processes train a job at once; `job_fn` runs a single one, `pack_fn` several together. A job
+    already done is `Status.SKIPPED`; one whose lease another live process holds is left out, as
+    `Status.ELSEWHERE`."""
+    outcomes: dict[str, JobOutcome] = {}
+    claimed: list[Job] = []
+    with ExitStack() as leases:
+        for job in unit:
+            if store.is_done(job.job_id):
+                outcomes[job.job_id] = JobOutcome(job.job_id, Status.SKIPPED)
+                continue
+            lease = store.claim(job.job_id)
+            if lease is None:
+                outcomes[job.job_id] = JobOutcome(
+                    job.job_id, Status.ELSEWHERE, describe_lease(store.lease_holder(job.job_id) or {}))
+                continue
+            leases.enter_context(lease)
+            if store.is_done(job.job_id):  # finished by its last holder just before this claim
+                outcomes[job.job_id] = JobOutcome(job.job_id, Status.SKIPPED)
+            else:
+                claimed.append(job)
+        if len(claimed) == 1:
+            outcomes[claimed[0].job_id] = job_fn(claimed[0], store, progress)
+        elif claimed:
+            outcomes.update((o.job_id, o) for o in pack_fn(claimed, store, progress))
+    return [outcomes[j.job_id] for j in unit]
 
 
-def unit_outcomes_after_death(store: ResultsStore, unit: Unit, reason: str,
-                              kind: FailureKind) -> list[JobOutcome]:
-    """The outcomes of a unit whose worker died: the jobs whose rows it wrote before are done, the
-    others failed with `reason` (they resume from their checkpoints on the next run)."""
-    return [JobOutcome(j.job_id, Status.DONE) if store.is_done(j.job_id)
-            else record_failure(store, j.job_id, reason, kind) for j in unit]
+def unit_outcomes_after_death(store: ResultsStore, unit: Unit, reason: str, kind: FailureKind,
+                              launched: datetime) -> list[JobOutcome]:
+    """The outcomes of a unit launched at `launched` whose worker died: the jobs whose rows it
+    wrote before are done; a job whose live lease was taken before the launch was left out of the
+    unit by `run_unit` and runs elsewhere; the others failed with `reason` (they resume from their
+    checkpoints on the next run)."""
+    def outcome(job: Job) -> JobOutcome:
+        if store.is_done(job.job_id):
+            return JobOutcome(job.job_id, Status.DONE)
+        holder = store.lease_holder(job.job_id) or {}
+        if holder.get("started_at", "~") < launched.isoformat():  # ISO UTC times sort as strings
+            return JobOutcome(job.job_id, Status.ELSEWHERE, describe_lease(holder))
+        return record_failure(store, job.job_id, reason, kind)
+
+    return [outcome(j) for j in unit]
 
 
 def at_least_one(name: str, value: int | None) -> int | None:
@@ -99,6 +139,7 @@ class RunSummary:
 class Executor(ABC):
     name: str = "?"
     poll_timeout: float = 0.5  # the longest `_poll` waits: how often the bar and Ctrl-C are seen
+    lease_recheck: float = 2.0  # how often jobs running elsewhere are looked at again
 
     def run(self, jobs: list[Job], store: ResultsStore, show_progress: bool = True) -> RunSummary:
         """Runs every job not already done in `store`; returns when each has an outcome, or on
@@ -115,27 +156,56 @@ class Executor(ABC):
             return summary
         try:
             self._start(pack_units(todo), store)  # packs of the jobs not done: filtered first
-            self._follow(len(todo), todo[0].study, summary, show_progress)
+            self._follow(todo, store, summary, show_progress)
         finally:
             self._close(summary.interrupted)
         return summary
 
-    def _follow(self, total: int, study: str, summary: RunSummary, show_progress: bool) -> None:
-        bar = tqdm(total=total, unit="job", disable=not show_progress, dynamic_ncols=True,
-                   desc=study)
-        remaining = total  # not bar.n: a disabled bar does not count
+    def _follow(self, todo: list[Job], store: ResultsStore, summary: RunSummary,
+                show_progress: bool) -> None:
+        bar = tqdm(total=len(todo), unit="job", disable=not show_progress, dynamic_ncols=True,
+                   desc=todo[0].study)
+        remaining = len(todo)  # not bar.n: a disabled bar does not count
+        jobs = {j.job_id: j for j in todo}
+        elsewhere: set[str] = set()  # jobs another driver holds the lease of
+        recheck = 0.0
+
+        def finish(outcome: JobOutcome) -> None:
+            nonlocal remaining
+            summary.record(outcome)
+            remaining -= 1
+            if outcome.status is Status.FAILED:
+                bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
+            describe()
+            bar.update(1)
+
+        def describe() -> None:
+            bar.set_description_str(
+                f"{len(summary.done)} done, {len(summary.failed)} failed, {remaining} remaining"
+                + (f", {len(elsewhere)} running elsewhere" if elsewhere else ""), refresh=False)
+
         try:
             with _sigterm_as_interrupt():
                 while remaining > 0:
                     for outcome in self._poll(self.poll_timeout):
-                        summary.record(outcome)
-                        remaining -= 1
-                        if outcome.status is Status.FAILED:
-                            bar.write(f"job {outcome.job_id} failed: {outcome.reason}")
-                        bar.set_description_str(
-                            f"{len(summary.done)} done, {len(summary.failed)} failed, "
-                            f"{remaining} remaining", refresh=False)
-                        bar.update(1)
+                        if outcome.status is Status.ELSEWHERE:
+                            elsewhere.add(outcome.job_id)
+                            describe()
+                        else:
+                            finish(outcome)
+                    if elsewhere and time.monotonic() >= recheck:
+                        recheck = time.monotonic() + self.lease_recheck
+                        free = []
+                        for job_id in [jid for jid in jobs if jid in elsewhere]:  # job order
+                            if store.is_done(job_id):  # finished there
+                                elsewhere.discard(job_id)
+                                finish(JobOutcome(job_id, Status.SKIPPED))
+                            elif store.lease_holder(job_id) is None:  # let go, or that driver died
+                                elsewhere.discard(job_id)
+                                free.append(jobs[job_id])
+                        if free:
+                            self._submit(pack_units(free))
+                            describe()
                     status = self._status()
                     if status:
                         bar.set_postfix_str(status[:80], refresh=False)
@@ -151,6 +221,11 @@ class Executor(ABC):
     def _start(self, units: list[Unit], store: ResultsStore) -> None:
         """Checks the units can run here and launches them (or arranges to, as workers free up),
         each with `run_unit`. Bad input is a UserError raised before anything is launched."""
+
+    @abstractmethod
+    def _submit(self, units: list[Unit]) -> None:
+        """Adds units to the started run (of jobs that were running elsewhere and are free
+        again), each run with `run_unit` as `_start`'s are."""
 
     @abstractmethod
     def _poll(self, timeout: float) -> list[JobOutcome]:

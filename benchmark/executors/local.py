@@ -3,7 +3,14 @@ jobs trained together) per worker at a time.
 
 Each unit runs in a worker process, so a job that raises is recorded and the others go on, and a
 worker that dies (a signal, the OOM killer) costs only the jobs it was running (a pack's jobs not
-finished yet): the pool is rebuilt and the study continues.
+finished yet): the pool is rebuilt and the study continues. By default there is one worker per
+`resources.cpus_per_job` cores; each worker is given an equal share of the cores (for the metrics'
+fits), while a job (packed or not) trains with its own `cpus_per_job` threads whatever the number
+of workers (see `benchmark.allocator`).
+
+Nothing the driver starts outlives it: the workers die with it (PR_SET_PDEATHSIG), and progress
+messages travel through a plain pipe (`multiprocessing.Queue`), not through a Manager's server
+process, which a driver killed with SIGKILL would leave behind.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
 from typing import Any
 
-from benchmark.allocator import apply_worker_env
+from benchmark.allocator import apply_worker_env, available_cores, die_with_parent
 from benchmark.executors.base import (
     Executor,
     JobFn,
@@ -30,40 +39,21 @@ from benchmark.executors.base import (
     unit_outcomes_after_death,
 )
 from benchmark.outcomes import FailureKind, JobOutcome
-from benchmark.store import ResultsStore
+from benchmark.store import ResultsStore, now_utc
 
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
+__all__ = ["LocalExecutor", "available_cores"]
 
 _progress_queue: Any = None
 
 
-def _die_with_parent() -> None:
-    """Linux: a worker is killed when the driver dies, instead of training on as an orphan (the
-    job resumes from its last checkpoint on the next run)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _init_worker(threads: int, progress_queue: Any) -> None:
+def _init_worker(cores: int, progress_queue: Any, driver: int) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    # A worker that exits must not wait for its progress messages to reach the driver.
+    progress_queue.cancel_join_thread()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
-    _die_with_parent()
-    apply_worker_env(threads)  # before torch starts OpenMP
-    import torch
-
-    torch.set_num_threads(threads)
+    die_with_parent(driver)
+    apply_worker_env(cores)  # the worker's share of the cores, before OpenMP starts
 
 
 def _send(message: str) -> None:
@@ -83,50 +73,68 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int | None = None, job_fn: JobFn | None = None,
                  pack_fn: PackFn | None = None):
-        self.workers = at_least_one("workers", workers) or available_cores()
-        self.threads = max(1, available_cores() // self.workers)
+        self.workers = at_least_one("workers", workers)  # None: set from the jobs' cpus_per_job
         self.job_fn = job_fn or default_job_fn()
         self.pack_fn = pack_fn or default_pack_fn()
-        self._manager: Any = None
+        self._messages: Any = None
         self._pool: ProcessPoolExecutor | None = None
 
     def _start(self, units: list[Unit], store: ResultsStore) -> None:
         apply_worker_env()  # glibc reads the malloc settings when a worker starts
+        cores = available_cores()
+        if self.workers is None:
+            self.workers = max(1, cores // max(j.threads for unit in units for j in unit))
+        self.cores = max(1, cores // self.workers)  # each worker's share
         self._ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation is unsafe
-        self._manager = self._ctx.Manager()
-        self._messages = self._manager.Queue()
         self._message: str | None = None
         self._store = store
         self._todo = deque(units)
-        self._inflight: dict[Future, Unit] = {}
+        # -> (unit, the pool it went to, when)
+        self._inflight: dict[Future, tuple[Unit, int, datetime]] = {}
+        self._pools = 0
         self._pool = self._new_pool()
+
+    def _submit(self, units: list[Unit]) -> None:
+        self._todo.extend(units)
 
     def _poll(self, timeout: float) -> list[JobOutcome]:
         assert self._pool is not None
         while self._todo and len(self._inflight) < self.workers:
             unit = self._todo.popleft()
-            future = self._pool.submit(_run_in_worker, self.job_fn, self.pack_fn, unit,
-                                       str(self._store.root))
-            self._inflight[future] = unit
+            try:
+                future = self._pool.submit(_run_in_worker, self.job_fn, self.pack_fn, unit,
+                                           str(self._store.root))
+            except BrokenProcessPool:  # a worker died between units: none was lost, start afresh
+                self._todo.appendleft(unit)
+                self._replace_pool()
+                continue
+            self._inflight[future] = (unit, self._pools, now_utc())
+        if not self._inflight:  # every job left is running elsewhere
+            time.sleep(timeout)
+            return []
         finished, _ = wait(self._inflight, timeout=timeout, return_when=FIRST_COMPLETED)
         self._drain()
         outcomes, broken = [], False
         for future in finished:
-            unit = self._inflight.pop(future)
+            unit, pool, launched = self._inflight.pop(future)
             try:
                 outcomes += future.result()
             except BrokenProcessPool:
-                broken = True
+                broken = broken or pool == self._pools  # not a pool replaced already
                 outcomes += unit_outcomes_after_death(
                     self._store, unit, "worker process died (killed by a signal or out of memory)",
-                    FailureKind.WORKER_DIED)
+                    FailureKind.WORKER_DIED, launched)
             except Exception as exc:  # noqa: BLE001 - e.g. a job that cannot be pickled
-                outcomes += unit_outcomes_after_death(self._store, unit,
-                                                      f"{type(exc).__name__}: {exc}", FailureKind.ERROR)
+                outcomes += unit_outcomes_after_death(self._store, unit, f"{type(exc).__name__}: {exc}",
+                                                      FailureKind.ERROR, launched)
         if broken:  # the pool cannot be used again: the jobs still queued go to a new one
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            self._replace_pool()
         return outcomes
+
+    def _replace_pool(self) -> None:
+        assert self._pool is not None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
 
     def _status(self) -> str | None:
         return self._message
@@ -141,15 +149,24 @@ class LocalExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=not interrupted, cancel_futures=True)
             self._pool = None
-        if self._manager is not None:
-            self._manager.shutdown()
-            self._manager = None
+        self._close_messages()
 
     def _new_pool(self) -> ProcessPoolExecutor:
+        # A fresh queue with each pool: a worker killed while writing to the old one may have
+        # left its lock taken.
+        self._close_messages()
+        self._messages = self._ctx.Queue()
+        self._pools += 1
         return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=self._ctx, initializer=_init_worker,
-            initargs=(self.threads, self._messages),
+            initargs=(self.cores, self._messages, os.getpid()),
         )
+
+    def _close_messages(self) -> None:
+        if self._messages is not None:
+            self._drain()
+            self._messages.close()
+            self._messages = None
 
     def _drain(self) -> None:
         """Keeps the newest progress message the workers sent."""

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from benchmark.allocator import worker_env
@@ -35,7 +37,7 @@ from benchmark.executors.base import (
 )
 from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Resources
-from benchmark.store import ResultsStore
+from benchmark.store import ResultsStore, now_utc
 
 RAY_CLIENT_PORT = 10001
 GIB = 2**30
@@ -237,16 +239,22 @@ class RayExecutor(Executor):
         self._store = store
         self._res = res
         self._todo = deque(units)
-        self._inflight: dict[Any, Unit] = {}
+        self._inflight: dict[Any, tuple[Unit, datetime]] = {}  # -> (unit, when it was launched)
+
+    def _submit(self, units: list[Unit]) -> None:
+        self._todo.extend(units)
 
     def _poll(self, timeout: float) -> list[JobOutcome]:
         import ray
 
         while self._todo and (self.max_running is None or len(self._inflight) < self.max_running):
             unit = self._todo.popleft()
-            self._inflight[self._launch(unit)] = unit
+            self._inflight[self._launch(unit)] = (unit, now_utc())
+        if not self._inflight:  # every job left is running elsewhere
+            time.sleep(timeout)
+            return []
         ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=timeout)
-        return [outcome for ref in ready for outcome in self._outcomes(ref, self._inflight.pop(ref))]
+        return [outcome for ref in ready for outcome in self._outcomes(ref, *self._inflight.pop(ref))]
 
     def _status(self) -> str | None:
         return f"ray: {len(self._inflight)} submitted"
@@ -266,7 +274,7 @@ class RayExecutor(Executor):
             ray.shutdown()
             self._started = False
 
-    def _outcomes(self, ref: Any, unit: Unit) -> list[JobOutcome]:
+    def _outcomes(self, ref: Any, unit: Unit, launched: datetime) -> list[JobOutcome]:
         """The unit's jobs' outcomes from its task, with the failures only the driver can see
         recorded."""
         import ray
@@ -280,10 +288,11 @@ class RayExecutor(Executor):
                 return unit_outcomes_after_death(
                     store, unit,
                     f"Ray worker died {self._res.max_retries + 1} times running this job: "
-                    f"{type(exc).__name__}: {one_line(str(exc), 200)}", FailureKind.WORKER_DIED)
+                    f"{type(exc).__name__}: {one_line(str(exc), 200)}", FailureKind.WORKER_DIED,
+                    launched)
             return unit_outcomes_after_death(store, unit,
                                              f"{type(exc).__name__}: {one_line(str(exc), 200)}",
-                                             FailureKind.ERROR)
+                                             FailureKind.ERROR, launched)
         return [record_failure(
                     store, outcome.job_id,
                     f"a worker finished the job but its rows are not in {store.root}: the results "

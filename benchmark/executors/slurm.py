@@ -48,7 +48,7 @@ from benchmark.executors.base import (
     default_job_fn,
     default_pack_fn,
 )
-from benchmark.outcomes import FailureKind, JobOutcome, record_failure
+from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Resources
 from benchmark.store import ResultsStore, atomic_write_bytes, now_utc
 
@@ -213,6 +213,7 @@ class SlurmExecutor(Executor):
         resources = study_resources(todo)
         self._check_partition(resources.partition)
         self._store = store
+        self._resources = resources
         self._study = todo[0].study
         # Before submitting: a failure record older than this run is not this run's outcome.
         self._follower = StoreFollower(store, [j.job_id for j in todo])
@@ -335,6 +336,10 @@ class SlurmExecutor(Executor):
             params["slurm_additional_parameters"] = dict(res.sbatch_extra)
         return params
 
+    def _submit(self, units: list[Unit]) -> None:
+        self._follower.follow(j.job_id for unit in units for j in unit)
+        self._tasks.update(self.submit(units, self._store, self._resources))
+
     def _poll(self, timeout: float) -> list[JobOutcome]:
         follower = self._follower
         outcomes = follower.poll()
@@ -355,7 +360,7 @@ class SlurmExecutor(Executor):
                 outcomes += follower.poll()  # rows may have just landed
                 outcomes += self._lost(slurm_id)
                 del self._ended[slurm_id]
-        if not outcomes and follower.pending:
+        if not outcomes:
             time.sleep(timeout)
         return outcomes
 
@@ -373,15 +378,24 @@ class SlurmExecutor(Executor):
         """Nothing to let go of: the arrays run on without this driver, which only reads."""
 
     def _lost(self, slurm_id: str) -> list[JobOutcome]:
-        """Records the jobs of a task that left the queue without finishing them."""
+        """Records the jobs of a task that left the queue without finishing them; a job whose
+        lease another live process holds was not lost but skipped by the task: it runs elsewhere."""
         lost = [j for j in self._tasks[slurm_id] if j in self._follower.pending]
         if not lost:
             return []
+        elsewhere = [j for j in lost if (self._store.lease_holder(j) or {}).get(
+            "slurm_task", slurm_id) != slurm_id]
+        self._follower.pending.difference_update(elsewhere)
+        lost = [j for j in lost if j not in elsewhere]
+        outcomes = [JobOutcome(j, Status.ELSEWHERE) for j in elsewhere]
+        if not lost:
+            return outcomes
         state = _final_state(slurm_id)
         root = self._store.root
         reason = (f"Slurm task {slurm_id} ended ({state}) before this job finished; see "
                   f"{root / 'slurm' / slurm_id} and logs/<job_id>.log (if the job did finish "
                   f"there, the results folder is not on a filesystem shared with the nodes)")
         self._follower.pending.difference_update(lost)
-        return [record_failure(self._store, job_id, reason, FailureKind.SLURM_TASK_ENDED,
-                               slurm_id=slurm_id) for job_id in lost]
+        return outcomes + [record_failure(self._store, job_id, reason,
+                                          FailureKind.SLURM_TASK_ENDED, slurm_id=slurm_id)
+                           for job_id in lost]

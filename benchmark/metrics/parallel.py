@@ -27,3 +27,18 @@ def run_fits(fn: Callable[..., Any], args: Sequence[tuple], n_jobs: int = 1,
     for i, r in zip(order, out, strict=True):
         result[i] = r
     return result
+
+
+def release_workers() -> None:
+    """Stops the worker processes joblib keeps for the next `run_fits` (loky's reusable executor).
+
+    Idle, they live on for loky's idle timeout (300 s), and a process that exits first waits for
+    them: a finished job's process would not return for five minutes. Call it when a job ends.
+    """
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:
+        return
+    executor = getattr(reusable_executor, "_executor", None)  # None when no fit used a pool
+    if executor is not None:
+        executor.shutdown(wait=True)

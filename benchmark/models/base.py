@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.models.losses import sample_gaussian
+
 # draw() -> a fresh float32 batch (N, C, H, W) on the system's device, from the job's data stream.
 Draw = Callable[[], torch.Tensor]
 # A method's scalar loss weights at one step (β, γ, C, ...): python floats when one model trains,
@@ -87,6 +89,12 @@ class System(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The "sampled" representation of x: μ + σ·ε from `encode`'s Gaussian, μ itself for a
+        deterministic encoder; a method whose noise is not Gaussian overrides it."""
+        mean, logvar = self.encode(x)
+        return mean if logvar is None else sample_gaussian(mean, logvar, generator)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes (N, D) → images (N, C, H, W) with values in [0, 1]."""

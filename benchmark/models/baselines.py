@@ -1,5 +1,5 @@
 """Baselines of the β-VAE paper's comparison table (Higgins et al. 2017, Table 1): PCA, FastICA, raw
-pixels and an untrained (randomly initialised) encoder. They "train" by fitting on `fit_samples`
+pixels and an untrained (randomly initialised) encoder; and sparse coding (Olshausen & Field 1996). They "train" by fitting on `fit_samples`
 observations of the job's data stream (or not at all) and expose the same encode/decode interface.
 
 Their representations are deterministic: "sampled" equals "mean" (except the untrained encoder, which
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA, FastICA
+from sklearn.decomposition import PCA, FastICA, MiniBatchDictionaryLearning, sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 
 from benchmark.models.base import BuildContext, System
@@ -87,6 +87,43 @@ class FastICABaseline(_LinearBaseline):
     @staticmethod
     def _matrices(est):
         return est.components_, est.mixing_
+
+
+class SparseCoding(System):
+    """Sparse coding (Olshausen & Field 1996): a dictionary D of num_latent unit-norm atoms learnt on
+    `fit_samples` observations (sklearn's MiniBatchDictionaryLearning, seeded); the code of x is
+    argmin_z ½‖x − zD‖² + alpha·‖z‖₁ (LARS-lasso, exact and deterministic, as the estimator's own
+    fit), so "sampled" equals "mean". No centring: the atoms model the images themselves."""
+
+    fitted = True
+
+    def __init__(self, ctx: BuildContext, alpha: float, max_iter: int) -> None:
+        super().__init__()
+        self.ctx, self.alpha, self.max_iter = ctx, alpha, max_iter
+        self.num_latent = ctx.num_latent
+        self.register_buffer("dictionary", torch.zeros(ctx.num_latent, math.prod(ctx.observation_shape)))
+
+    def fit(self, draw_numpy: Callable[[int], np.ndarray], seed: int) -> None:
+        x = np.asarray(draw_numpy(self.ctx.fit_samples), np.float32).reshape(self.ctx.fit_samples, -1)
+        est = MiniBatchDictionaryLearning(n_components=self.num_latent, alpha=self.alpha,
+                                          max_iter=self.max_iter, fit_algorithm="lars",
+                                          random_state=seed % 2**32)
+        est.fit(x)
+        self.dictionary.copy_(torch.as_tensor(est.components_, dtype=torch.float32))
+
+    def encode(self, x: torch.Tensor):
+        d = self.dictionary.double().cpu().numpy()
+        codes = sparse_encode(x.flatten(1).double().cpu().numpy(), d, algorithm="lasso_lars",
+                              alpha=self.alpha)
+        return torch.as_tensor(codes, dtype=x.dtype, device=x.device), None
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.dictionary).clamp(0, 1).view(-1, *self.ctx.observation_shape)
+
+    def summary_terms(self, x, step, generator):
+        codes = self.encode(x)[0]
+        err = (self.decode(codes) - x).pow(2).flatten(1).sum(1).mean()
+        return {"reconstruction_mse": err, "code_nonzero_fraction": (codes != 0).float().mean()}
 
 
 class RawPixels(System):

@@ -52,6 +52,32 @@ def anneal(c_max: float, step: int, iteration_threshold: int) -> float:
     return min(float(c_max), float(c_max) * float(step) / float(iteration_threshold))
 
 
+def scheduled_beta(schedule: str, beta_start: float, beta_end: float, step: int,
+                   anneal_steps: int) -> float:
+    """β at global step `step`, moving from beta_start (step 0) to beta_end (step ≥ anneal_steps):
+    "linear" interpolates β, "exponential" interpolates log β (a constant decay rate per step).
+    Burgess et al. 2018 ("Understanding disentangling in β-VAE", Sec. 4-5) argue for a strict
+    information bottleneck early that is relaxed later; they anneal a capacity (`anneal`), this
+    anneals the weight β itself."""
+    t = min(1.0, float(step) / float(anneal_steps))
+    if schedule == "linear":
+        return float(beta_start) + (float(beta_end) - float(beta_start)) * t
+    if schedule == "exponential":
+        return float(beta_start) * (float(beta_end) / float(beta_start)) ** t
+    raise ValueError(f"beta schedule must be 'linear' or 'exponential', got {schedule!r}")
+
+
+def information_dropout_kl(log_f: torch.Tensor, alpha: torch.Tensor, prior_mean: torch.Tensor,
+                           prior_log_sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(log f, α²) ‖ N(μ, σ²)) per sample and unit → (N, D): the Information Dropout penalty for
+    softplus activations f with multiplicative log-normal noise and a log-normal prior on the code
+    (Achille & Soatto, TPAMI 2018, Sec. 5, the proposition for softplus units; the authors'
+    `KL_div2`): −log(α/σ) + (α² + (log f − μ)²)/(2σ²) − 1/2."""
+    var = torch.exp(2.0 * prior_log_sigma)
+    return (prior_log_sigma - torch.log(alpha) + (alpha.pow(2) + (log_f - prior_mean).pow(2)) / (2.0 * var)
+            - 0.5)
+
+
 def annealed_regularizer(kl: torch.Tensor, gamma: float, c: float) -> torch.Tensor:
     """γ·|KL − C| (Burgess et al. 2018, "Understanding disentangling in β-VAE")."""
     return gamma * torch.abs(kl - c)

@@ -26,6 +26,11 @@ class Param:
     choices: tuple | None = None
     minimum: float | None = None
     doc: str = ""
+    # (other hyperparameter, its values): this one applies only then and is left out otherwise
+    only_with: tuple[str, tuple] | None = None
+    # left out of the filled-in params at its default: a setting added to a method after its jobs
+    # existed leaves their ids (hashes of the params) unchanged
+    omit_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class MethodSpec:
     build: Callable[[BuildContext, dict[str, Any]], System]
     params: Mapping[str, Param] = field(default_factory=dict)
     doc: str = ""
+    # constraints across hyperparameters: the filled-in params -> an error message or None
+    check: Callable[[dict[str, Any]], str | None] | None = None
 
 
 _POS = 0.0  # minimum for weights that must not be negative
@@ -45,11 +52,41 @@ def _lazy(module: str):
     return importlib.import_module(f"benchmark.models.{module}")
 
 
+CONSTANT = "constant"  # beta_vae's default schedule: β fixed at `beta`
+_SCHEDULED = ("linear", "exponential")
+
+
+def _beta_vae(ctx: BuildContext, p: dict[str, Any]) -> System:
+    vae = _lazy("vae")
+    schedule = p.get("beta_schedule", CONSTANT)
+    if schedule == CONSTANT:
+        return vae.GaussianVAE(ctx, beta=p["beta"])
+    return vae.GaussianVAE(ctx, schedule=vae.BetaSchedule(schedule, p["beta_start"], p["beta_end"],
+                                                          p["anneal_steps"]))
+
+
+def _check_beta_schedule(p: dict[str, Any]) -> str | None:
+    if p.get("beta_schedule") == "exponential" and min(p["beta_start"], p["beta_end"]) <= 0:
+        return "the exponential beta_schedule needs beta_start and beta_end > 0"
+    return None
+
+
 METHODS: dict[str, MethodSpec] = {
     "beta_vae": MethodSpec(
-        "beta_vae", lambda ctx, p: _lazy("vae").GaussianVAE(ctx, beta=p["beta"]),
-        {"beta": Param(1.0, float, minimum=_POS, doc="weight of the KL term")},
-        "β-VAE (Higgins et al. 2017): reconstruction + β·KL."),
+        "beta_vae", _beta_vae,
+        {"beta": Param(1.0, float, minimum=_POS, doc="weight of the KL term",
+                       only_with=("beta_schedule", (CONSTANT,))),
+         "beta_schedule": Param(CONSTANT, str, choices=(CONSTANT, *_SCHEDULED), omit_default=True,
+                                doc="β fixed, or decayed from beta_start to beta_end over anneal_steps "
+                                    "(Burgess et al. 2018: a strict bottleneck, then relaxed)"),
+         "beta_start": Param(100.0, float, minimum=_POS, only_with=("beta_schedule", _SCHEDULED),
+                             doc="β at step 0"),
+         "beta_end": Param(1.0, float, minimum=_POS, only_with=("beta_schedule", _SCHEDULED),
+                           doc="β from anneal_steps on"),
+         "anneal_steps": Param(100000, int, minimum=1, only_with=("beta_schedule", _SCHEDULED),
+                               doc="global steps from beta_start to beta_end")},
+        "β-VAE (Higgins et al. 2017): reconstruction + β·KL; β optionally annealed.",
+        check=_check_beta_schedule),
     "vae": MethodSpec(
         "vae", lambda ctx, p: _lazy("vae").GaussianVAE(ctx, beta=1.0), {},
         "Plain VAE (Kingma & Welling 2014): β-VAE with β = 1."),
@@ -89,6 +126,13 @@ METHODS: dict[str, MethodSpec] = {
         "beta_tc_vae", lambda ctx, p: _lazy("vae").BetaTCVAE(ctx, beta=p["beta"]),
         {"beta": Param(1.0, float, minimum=_POS, doc="weight of the TC term")},
         "β-TCVAE (Chen et al. 2018): KL + (β − 1)·TC, minibatch-weighted estimator."),
+    "information_dropout": MethodSpec(
+        "information_dropout",
+        lambda ctx, p: _lazy("information_dropout").InformationDropout(ctx, p["beta"], p["max_alpha"]),
+        {"beta": Param(1.0, float, minimum=_POS, doc="weight of the KL term"),
+         "max_alpha": Param(0.7, float, minimum=1e-6, doc="cap on the noise scale α (the authors' 0.7)")},
+        "Information Dropout (Achille & Soatto 2018): softplus code × log-normal noise exp(α·ε), "
+        "reconstruction + β·KL to a learned log-normal prior."),
     # --- baselines of the beta-VAE paper's comparison (fitted, not trained)
     "pca": MethodSpec(
         "pca", lambda ctx, p: _lazy("baselines").PCABaseline(ctx), {},
@@ -97,6 +141,12 @@ METHODS: dict[str, MethodSpec] = {
         "fast_ica", lambda ctx, p: _lazy("baselines").FastICABaseline(ctx, p["max_iter"]),
         {"max_iter": Param(200, int, minimum=1, doc="FastICA iterations")},
         "FastICA baseline (sklearn, unit-variance whitening)."),
+    "sparse_coding": MethodSpec(
+        "sparse_coding",
+        lambda ctx, p: _lazy("baselines").SparseCoding(ctx, p["alpha"], p["max_iter"]),
+        {"alpha": Param(1.0, float, minimum=1e-12, doc="weight of the codes' L1 penalty"),
+         "max_iter": Param(10, int, minimum=1, doc="passes over the fit samples")},
+        "Sparse coding (Olshausen & Field 1996): sklearn dictionary learning, codes = lasso codes."),
     "raw_pixels": MethodSpec(
         "raw_pixels", lambda ctx, p: _lazy("baselines").RawPixels(ctx), {},
         "The flattened image as its own representation (D = C*H*W)."),
@@ -148,8 +198,10 @@ def _check_value(method: str, name: str, p: Param, value: Any) -> Any:
 
 
 def validate_params(method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Full hyperparameter dict of `method` (defaults filled in); UserError on an unknown method,
-    an unknown hyperparameter, a wrong type or a value out of range."""
+    """Full hyperparameter dict of `method` (defaults filled in, except a `Param.omit_default` at its
+    default and a `Param.only_with` whose condition does not hold); UserError on an unknown method,
+    an unknown or inapplicable hyperparameter, a wrong type, a value out of range or a failed
+    `MethodSpec.check`."""
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
     spec = METHODS[method]
@@ -159,4 +211,18 @@ def validate_params(method: str, params: Mapping[str, Any] | None = None) -> dic
         known = ", ".join(spec.params) or "none"
         raise UserError(f"unknown hyperparameter {unknown[0]!r} for method {method!r} "
                         f"(known: {known})")
-    return {k: _check_value(method, k, p, params.get(k, p.default)) for k, p in spec.params.items()}
+    full = {k: _check_value(method, k, p, params.get(k, p.default)) for k, p in spec.params.items()}
+    out = {}
+    for k, p in spec.params.items():
+        if p.only_with is not None and full[p.only_with[0]] not in p.only_with[1]:
+            other, values = p.only_with
+            if k in params:
+                raise UserError(f"hyperparameter {k!r} of method {method!r} applies only with {other} "
+                                f"in {list(values)}, not {full[other]!r}")
+            continue
+        if not (p.omit_default and full[k] == p.default):
+            out[k] = full[k]
+    problem = spec.check(out) if spec.check is not None else None
+    if problem:
+        raise UserError(f"method {method!r}: {problem}")
+    return out

@@ -9,6 +9,7 @@ Optimiser: Adam(lr, betas 0.9/0.999, eps 1e-8) as dlib `shared.gin`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
@@ -21,26 +22,41 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8)
 
 
+@dataclass(frozen=True)
+class BetaSchedule:
+    """β moving from `start` to `end` over `steps` global steps (`losses.scheduled_beta`)."""
+
+    kind: str  # "linear" | "exponential"
+    start: float
+    end: float
+    steps: int
+
+    def __call__(self, step: int) -> float:
+        return losses.scheduled_beta(self.kind, self.start, self.end, step, self.steps)
+
+
 class GaussianVAE(System):
     """Gaussian encoder + decoder with logits; subclasses override `regularizer` (β-VAE here).
 
-    β-VAE: regularizer = β·KL (Higgins et al. 2017).
+    β-VAE: regularizer = β·KL (Higgins et al. 2017); with a `BetaSchedule`, β at each step is the
+    schedule's (the summary then adds `beta`, its value at the final step). The schedule changes a
+    coefficient only, so scheduled and constant β-VAEs are one class and train in one pack.
 
     The regularizers read their weights from `coefficients(step)` (python floats, derived values
     computed in double precision as always), or from `coef` when given: one 0-dim tensor per
     weight inside a pack."""
 
-    def __init__(self, ctx: BuildContext, beta: float = 1.0) -> None:
+    def __init__(self, ctx: BuildContext, beta: float = 1.0, schedule: BetaSchedule | None = None) -> None:
         super().__init__()
         self.ctx = ctx
         self.num_latent = ctx.num_latent
-        self.beta = beta
+        self.beta, self.schedule = beta, schedule
         self.encoder = make_encoder(ctx.architecture, ctx.observation_shape, ctx.num_latent)
         self.decoder = make_decoder(ctx.architecture, ctx.observation_shape, ctx.num_latent)
         self.recon_fn = losses.RECONSTRUCTION_LOSSES[ctx.reconstruction_loss]
 
     def coefficients(self, step: int) -> dict[str, float]:
-        return {"beta": self.beta}
+        return {"beta": self.beta if self.schedule is None else self.schedule(step)}
 
     def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
                     z: torch.Tensor, step: int, coef: Coefficients | None = None) -> torch.Tensor:
@@ -79,6 +95,8 @@ class GaussianVAE(System):
         kl_dim = losses.gaussian_kl_per_dim(t["_mean"], t["_logvar"]).mean(0)
         for i in range(kl_dim.shape[0]):
             out[f"kl_dim_{i}"] = kl_dim[i]
+        if self.schedule is not None:
+            out["beta"] = torch.tensor(self.schedule(step), dtype=torch.float64, device=x.device)
         return out
 
     def encode(self, x: torch.Tensor):

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from benchmark.errors import UserError
@@ -157,6 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--data-dir {args.data_dir} is not a directory")
     spec, jobs = _load_jobs(args.spec, args.data_dir)
     jobs = select(jobs, args.filter, args.limit)
+    if args.pack is not None:  # an execution choice: resources are in no job id
+        jobs = [replace(j, resources={**j.resources, "models_per_device": args.pack}) for j in jobs]
     if args.filter and not jobs:
         raise UserError(f"no job matches --filter {' '.join(args.filter)}")
     if args.dry_run:

@@ -11,7 +11,9 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from benchmark.allocator import die_with_parent, process_cores
@@ -30,48 +32,137 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
     own failure: that is recorded in the store and returned as a failed outcome."""
     if store.is_done(job.job_id):
         return JobOutcome(job.job_id, Status.SKIPPED)
+    store.quarantine_corrupt_rows(job.job_id)  # present but unsound: set aside, run again
+    with _job_threads(job):
+        t0 = time.perf_counter()
+        try:
+            rows = _train_and_evaluate(job, store, progress)
+            return _write(job, store, rows, t0)  # a full disk fails the job here
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
+            return _failed(job, store, exc, t0)
+
+
+def run_pack(jobs: list[Job], store: ResultsStore,
+             progress: Callable[[str], None] | None = None) -> list[JobOutcome]:
+    """`run_job` for jobs that `pack_units` put in one pack: their models train together
+    (`benchmark.packing.train_pack`, each bitwise or numerically the model `train()` gives, each
+    from and to its own checkpoint), then each is evaluated and written exactly as `run_job` does.
+    One outcome per job, in order; one model's failure (a `Diverged` model, a bad checkpoint) is
+    that job's failure only."""
+    outcomes = {j.job_id: JobOutcome(j.job_id, Status.SKIPPED) for j in jobs if store.is_done(j.job_id)}
+    todo = [j for j in jobs if j.job_id not in outcomes]
+    for job in todo:
+        store.quarantine_corrupt_rows(job.job_id)  # present but unsound: set aside, run again
+    if len(todo) == 1:  # nothing to pack with: train() itself
+        outcomes[todo[0].job_id] = run_job(todo[0], store, progress)
+    elif todo:
+        with _job_threads(todo[0]):
+            outcomes.update(_run_packed(todo, store, progress))
+    return [outcomes[j.job_id] for j in jobs]
+
+
+def _run_packed(todo: list[Job], store: ResultsStore,
+                progress: Callable[[str], None] | None) -> dict[str, JobOutcome]:
+    t0 = time.perf_counter()
+    try:
+        data, models, train_seconds, strategy = _train_pack(todo, store, progress)
+    except Exception as exc:  # noqa: BLE001 - the pack as a whole could not start (its dataset)
+        data, models, train_seconds, strategy = None, [exc] * len(todo), 0.0, ""
+    outcomes = {}
+    for job, model in zip(todo, models, strict=True):
+        if isinstance(model, Exception):
+            outcomes[job.job_id] = _failed(job, store, model, t0)
+            continue
+        try:
+            from benchmark.packing import packable
+
+            # which models shared a computation, and how (loop: train()'s own kernels, bitwise)
+            pack = {"size": len(todo), "strategy": strategy if packable(model.system) is None else "alone"}
+            rows = _evaluate(job, data, model, train_seconds, progress, pack=pack)
+            outcomes[job.job_id] = _write(job, store, rows, t0)  # a full disk fails the job here
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
+            outcomes[job.job_id] = _failed(job, store, exc, t0)
+    return outcomes
+
+
+def pack_units(jobs: list[Job]) -> list[list[Job]]:
+    """`jobs` as units of work: jobs that can train as one pack (`pack_key`) are grouped, in job
+    order, into packs of up to their `resources.models_per_device`; every other job is a unit of
+    its own. Torch-free: the driver groups, a worker runs a unit."""
+    units: list[list[Job]] = []
+    open_packs: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        size = int(job.resources.get("models_per_device", 1))
+        if size <= 1:
+            units.append([job])
+            continue
+        key = pack_key(job)
+        unit = open_packs.get(key)
+        if unit is None or len(unit) >= size:
+            unit = open_packs[key] = []
+            units.append(unit)
+        unit.append(job)
+    return units
+
+
+def pack_key(job: Job) -> tuple:
+    """What the jobs of one pack share: what `train_pack` takes once (method, data, training
+    settings) and one request of resources."""
+    return (job.study, job.model, job.dataset, job.dataset_source, job.data_dir,
+            canonical_json(job.training), canonical_json(job.resources))
+
+
+@contextmanager
+def _job_threads(job: Job) -> Iterator[None]:
+    """Runs a job, or a pack (whose jobs share their resources, `pack_key`), with the job's torch
+    threads (`Job.threads`); at the end, stops the metric fits' idle worker processes: they would
+    outlive the job by joblib's 300 s idle timeout, and the process that ran it would wait for them
+    when it exits."""
     import torch
 
     from benchmark.metrics.parallel import release_workers
 
-    store.quarantine_corrupt_rows(job.job_id)  # present but unsound: set aside, run again
-    t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(job.threads)
     try:
-        rows = _train_and_evaluate(job, store, progress)
-        for row in rows:
-            row["job_seconds"] = time.perf_counter() - t0
-        store.write_rows(job.job_id, rows, job.param_columns)  # a full disk fails the job here
-    except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
-        from benchmark.training import Diverged
-
-        reason, tb = format_exception(exc)
-        kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
-        extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
-        outcome = record_failure(store, job.job_id, reason, kind, traceback=tb, **extra)
-        outcome.seconds = time.perf_counter() - t0
-        return outcome
+        yield
     finally:
         torch.set_num_threads(threads)
-        # The fits' idle worker processes would outlive the job by joblib's 300 s idle timeout,
-        # and the process that ran the job would wait for them when it exits.
         release_workers()
+
+
+def _failed(job: Job, store: ResultsStore, exc: Exception, t0: float) -> JobOutcome:
+    from benchmark.training import Diverged
+
+    reason, tb = format_exception(exc)
+    kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
+    extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
+    outcome = record_failure(store, job.job_id, reason, kind, traceback=tb, **extra)
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+def _write(job: Job, store: ResultsStore, rows: list[dict[str, Any]], t0: float) -> JobOutcome:
+    for row in rows:
+        row["job_seconds"] = time.perf_counter() - t0
+    store.write_rows(job.job_id, rows, job.param_columns)
     return JobOutcome(job.job_id, Status.DONE, seconds=time.perf_counter() - t0)
+
+
+def _on_step(job: Job, say: Callable[[str], None]) -> Callable[[int, int, dict[str, float]], None]:
+    def on_step(step: int, total: int, values: dict[str, float]) -> None:
+        # Training reports every `log_every` steps and at each checkpoint.
+        loss = values.get("loss", float("nan"))
+        say(f"{job.job_id} {job.model} seed {job.seed}: step {step}/{total} loss {loss:.1f}")
+
+    return on_step
 
 
 def _train_and_evaluate(
     job: Job, store: ResultsStore, progress: Callable[[str], None] | None
 ) -> list[dict[str, Any]]:
-    import torch
-    from joblib import parallel_config
-    from sklearn.exceptions import ConvergenceWarning
-
     from benchmark.data import get_dataset
-    from benchmark.metrics import gbt
-    from benchmark.metrics.registry import get_metric
-    from benchmark.metrics.suite import evaluate
-    from benchmark.training import train, unreadable_checkpoints
+    from benchmark.training import train
 
     reset_peak_rss()
     say = progress or (lambda msg: None)
@@ -79,16 +170,7 @@ def _train_and_evaluate(
     config = TrainingSettings(**job.training)
 
     t0 = time.perf_counter()
-
-    def on_step(step: int, total: int, values: dict[str, float]) -> None:
-        # Training reports every `log_every` steps and at each checkpoint.
-        loss = values.get("loss", float("nan"))
-        say(f"{job.job_id} {job.model} seed {job.seed}: step {step}/{total} loss {loss:.1f}")
-
-    checkpoint_dir = store.checkpoint_dir(job.model_id)
-    for path, problem in unreadable_checkpoints(checkpoint_dir):  # resume from an older one
-        store.quarantine(path, problem)
-        say(f"{job.job_id} {path.name} moved to {store.quarantine_dir}: {problem}")
+    checkpoint_dir = _checkpoint_dir(job, store, say)
     model = train(
         job.model,
         job.params,
@@ -96,10 +178,56 @@ def _train_and_evaluate(
         seed=job.seed,
         config=config,
         checkpoint_dir=checkpoint_dir,
-        progress=on_step,
+        progress=_on_step(job, say),
     )
-    train_seconds = time.perf_counter() - t0
+    return _evaluate(job, data, model, time.perf_counter() - t0, progress)
 
+
+def _checkpoint_dir(job: Job, store: ResultsStore, say: Callable[[str], None]) -> Path:
+    """The job's checkpoint folder, with unreadable checkpoints set aside in the store's
+    quarantine (training then resumes from the previous one, or starts again)."""
+    from benchmark.training import unreadable_checkpoints
+
+    checkpoint_dir = store.checkpoint_dir(job.model_id)
+    for path, problem in unreadable_checkpoints(checkpoint_dir):
+        store.quarantine(path, problem)
+        say(f"{job.job_id} {path.name} moved to {store.quarantine_dir}: {problem}")
+    return checkpoint_dir
+
+
+def _train_pack(jobs: list[Job], store: ResultsStore, progress: Callable[[str], None] | None):
+    """The pack's dataset, its models (or each one's exception), the pack's training wall time and
+    the strategy it ran with."""
+    from benchmark.data import get_dataset
+    from benchmark.packing import resolve_strategy, train_pack
+    from benchmark.training import resolve_device
+
+    say = progress or (lambda msg: None)
+    first = jobs[0]
+    data = get_dataset(first.dataset, first.dataset_source, first.data_dir)
+    config = TrainingSettings(**first.training)
+    strategy = resolve_strategy("auto", resolve_device(config.device))
+    say(f"{first.job_id} training a pack of {len(jobs)} {first.model} models ({strategy})")
+    t0 = time.perf_counter()
+    models = train_pack(first.model, [j.params for j in jobs], data, [j.seed for j in jobs], config,
+                        checkpoint_dirs=[_checkpoint_dir(j, store, say) for j in jobs],
+                        progress=[_on_step(j, say) for j in jobs], strategy=strategy)
+    return data, models, time.perf_counter() - t0, strategy
+
+
+def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
+              progress: Callable[[str], None] | None, **provenance: Any) -> list[dict[str, Any]]:
+    """The rows of a trained `model`: its training summary and every metric of `job.evaluation`;
+    `provenance` adds to the rows' provenance (a pack's size and strategy)."""
+    import torch
+    from joblib import parallel_config
+    from sklearn.exceptions import ConvergenceWarning
+
+    from benchmark.metrics import gbt
+    from benchmark.metrics.registry import get_metric
+    from benchmark.metrics.suite import evaluate
+
+    say = progress or (lambda msg: None)
     ev = job.evaluation
     represents = {
         name: model.represent(name, seed=ev["seed"]) if name == "sampled" else model.represent(name)
@@ -133,9 +261,11 @@ def _train_and_evaluate(
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
     # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
-    # port: 3x slower fits, same values), the threads the job ran with, its peak memory.
+    # port: 3x slower fits, same values), the threads the job ran with, its peak memory and its
+    # pack if any.
     common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(),
-                                           torch_threads=torch.get_num_threads(), **peak_rss_mb())
+                                           torch_threads=torch.get_num_threads(), **peak_rss_mb(),
+                                           **provenance)
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

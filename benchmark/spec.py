@@ -69,7 +69,8 @@ class EvaluationSettings(_Strict):
 
 
 class Resources(_Strict):
-    """What one job asks of a cluster (used by the slurm and ray executors)."""
+    """What one unit of work (a job, or a pack of them) asks of a cluster (used by the slurm and
+    ray executors), and how many models a unit trains at once. Not in any job id."""
 
     cpus_per_job: int = Field(1, gt=0)
     gpus_per_job: int = Field(0, ge=0)
@@ -79,6 +80,11 @@ class Resources(_Strict):
     account: str | None = None
     qos: str | None = None
     jobs_per_task: int = Field(1, gt=0)
+    # Models trained together on one device (`benchmark.packing`; `benchmark run --pack K`): jobs
+    # of one method, dataset and training settings run as packs of up to K, each pack one unit of
+    # work (one local worker, array task or Ray task, asking for the resources above). An
+    # execution choice: no job or model id changes; rows say it in `provenance`.
+    models_per_device: int = Field(1, gt=0)
     sbatch_extra: dict[str, Scalar] = {}
     # Cluster back-ends (benchmark/executors/slurm.py, ray.py):
     max_retries: int = Field(3, ge=0)  # Ray: retries of a job whose worker died; Slurm: requeues on timeout

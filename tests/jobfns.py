@@ -34,6 +34,16 @@ def dies_on_seed_1(job, store, progress):
     return ok(job, store, progress)
 
 
+def pack_ok(jobs, store, progress):
+    """A pack stand-in: one outcome per job, each written as `ok` writes it."""
+    return [ok(job, store, progress) for job in jobs]
+
+
+def pack_dies_on_seed_1(jobs, store, progress):
+    """A pack whose worker is killed when it reaches a seed-1 job (its earlier jobs are written)."""
+    return [dies_on_seed_1(job, store, progress) for job in jobs]
+
+
 def started(store, job_id):
     """The starts `sleepy` recorded for a job (one line each: pid and time)."""
     path = store.root / "starts" / job_id

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.executors.base import JobFn, run_claimed
+from benchmark.executors.base import JobFn, PackFn, Unit, run_unit
 from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Job, Resources
 from benchmark.store import ResultsStore, format_exception, now_utc
@@ -41,33 +41,43 @@ def one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def run_logged(job_fn: JobFn, job: Job, store: ResultsStore, where: str) -> JobOutcome:
-    """Runs one job on a worker with its stdout/stderr and progress in `store.log_path(job_id)`.
+def run_logged(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
+               where: str) -> list[JobOutcome]:
+    """Runs one unit (a job or a pack) on a worker with its stdout/stderr and progress in
+    `store.log_path(job_id)` of its first job; a pack's other jobs' logs point there.
 
-    `job_fn` records its own failures; an exception that escapes it anyway is recorded here, since
-    a remote driver learns about jobs only through the store. It runs under the job's lease
-    (`run_claimed`).
+    `job_fn` and `pack_fn` record their own failures; an exception that escapes them anyway is
+    recorded here, since a remote driver learns about jobs only through the store. Its jobs run
+    under their leases (`run_unit`).
     """
+    job = unit[0]
     log_path = store.log_path(job.job_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    for other in unit[1:]:
+        with open(store.log_path(other.job_id), "a", encoding="utf-8") as log:
+            log.write(f"--- {now_utc().isoformat()} job {other.job_id} ({other.model} seed "
+                      f"{other.seed}) trains in a pack of {len(unit)}: see {log_path.name}\n")
     with open(log_path, "a", buffering=1, encoding="utf-8") as log:
+        pack = f", in a pack of {len(unit)} with {' '.join(j.job_id for j in unit[1:])}" if unit[1:] else ""
         log.write(f"--- {now_utc().isoformat()} job {job.job_id} ({job.model} seed {job.seed}) "
-                  f"on {socket.gethostname()} pid {os.getpid()}, {where}\n")
+                  f"on {socket.gethostname()} pid {os.getpid()}, {where}{pack}\n")
 
         def progress(message: str) -> None:
             log.write(f"{now_utc().isoformat()} {message}\n")
 
         with _redirect_output(log):
             try:
-                outcome = run_claimed(job_fn, job, store, progress)
+                outcomes = run_unit(job_fn, pack_fn, unit, store, progress)
             except Exception as exc:  # noqa: BLE001 - recorded, the rest of the chunk goes on
                 reason, tb = format_exception(exc)
                 sys.stderr.write(tb)
-                outcome = record_failure(store, job.job_id, reason, FailureKind.ERROR,
-                                         traceback=tb)
-        log.write(f"--- {now_utc().isoformat()} job {job.job_id}: {outcome.status} "
-                  f"{outcome.reason}\n")
-    return outcome
+                outcomes = [JobOutcome(j.job_id, Status.DONE) if store.is_done(j.job_id) else
+                            record_failure(store, j.job_id, reason, FailureKind.ERROR, traceback=tb)
+                            for j in unit]
+        for outcome in outcomes:
+            log.write(f"--- {now_utc().isoformat()} job {outcome.job_id}: {outcome.status} "
+                      f"{outcome.reason}\n")
+    return outcomes
 
 
 class _redirect_output:

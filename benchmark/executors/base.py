@@ -1,14 +1,18 @@
-"""The executor flow, owned here once: skip the jobs already done, start the rest, follow them to
-an outcome each, and stop cleanly on Ctrl-C or SIGTERM. A back-end says only how to start its jobs
-(`_start`), how to add jobs later (`_submit`), how to learn which have finished (`_poll`), what to
-do on Ctrl-C (`_interrupt`) and how to let go of what it started (`_close`); the shape follows
-submitit's `Executor`.
+"""The executor flow, owned here once: skip the jobs already done, group the rest into units of
+work, start them, follow every job to an outcome, and stop cleanly on Ctrl-C or SIGTERM. A
+back-end says only how to start its units (`_start`), how to add units later (`_submit`), how to
+learn which jobs have finished (`_poll`), what to do on Ctrl-C (`_interrupt`) and how to let go of
+what it started (`_close`); the shape follows submitit's `Executor`.
 
-Every back-end's worker runs a job through `run_claimed`, under the job's lease in the store: a job
-that another driver of the same study is running (on this machine or another one sharing the
-results folder) comes back as `Status.ELSEWHERE`; the flow counts it as running elsewhere, looks
-again every `lease_recheck` seconds, and takes it as done when its rows appear, or submits it again
-when its lease is gone or stale (that driver died or let it go) and no rows appeared.
+A unit is one job, or a pack of jobs whose models train together on one device
+(`resources.models_per_device`, `benchmark.jobs.pack_units`): one worker, array task or Ray task
+runs it with `run_unit`, and it still ends in one outcome per job.
+
+`run_unit` runs a unit's jobs under their leases in the store: a job that another driver of the
+same study is running (on this machine or another one sharing the results folder) is left out of
+its unit and comes back as `Status.ELSEWHERE`; the flow counts it as running elsewhere, looks again
+every `lease_recheck` seconds, and takes it as done when its rows appear, or submits it again (in
+new units) when its lease is gone or stale (that driver died or let it go) and no rows appeared.
 """
 
 from __future__ import annotations
@@ -18,19 +22,25 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tqdm import tqdm
 
 from benchmark.errors import UserError
-from benchmark.outcomes import JobOutcome, Status
+from benchmark.jobs import pack_units
+from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
 from benchmark.spec import Job
 from benchmark.store import ResultsStore, describe_lease
 
 JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
 """What runs one job on a worker: `benchmark.jobs.run_job`, or a stand-in in the tests."""
+PackFn = Callable[[list[Job], ResultsStore, Callable[[str], None] | None], list[JobOutcome]]
+"""What runs a pack of jobs on a worker, one outcome per job: `benchmark.jobs.run_pack`, or a
+stand-in in the tests."""
+Unit = list[Job]
 
 
 def default_job_fn() -> JobFn:
@@ -41,20 +51,59 @@ def default_job_fn() -> JobFn:
     return jobs.run_job
 
 
-def run_claimed(job_fn: JobFn, job: Job, store: ResultsStore,
-                progress: Callable[[str], None] | None) -> JobOutcome:
-    """What a worker of every back-end runs for one job: `job_fn` under the job's lease, so that
-    no two processes train it at once; `Status.ELSEWHERE` when another live process holds it."""
-    if store.is_done(job.job_id):
-        return JobOutcome(job.job_id, Status.SKIPPED)
-    lease = store.claim(job.job_id)
-    if lease is None:
-        return JobOutcome(job.job_id, Status.ELSEWHERE,
-                          describe_lease(store.lease_holder(job.job_id) or {}))
-    with lease:
-        if store.is_done(job.job_id):  # finished by its last holder just before this claim
-            return JobOutcome(job.job_id, Status.SKIPPED)
-        return job_fn(job, store, progress)
+def default_pack_fn() -> PackFn:
+    """`benchmark.jobs.run_pack`, looked up as `default_job_fn` is."""
+    from benchmark import jobs
+
+    return jobs.run_pack
+
+
+def run_unit(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
+             progress: Callable[[str], None] | None) -> list[JobOutcome]:
+    """What a worker of every back-end runs for one unit, one outcome per job in unit order: the
+    jobs it can claim run under their leases (released when the unit ends), so that no two
+    processes train a job at once; `job_fn` runs a single one, `pack_fn` several together. A job
+    already done is `Status.SKIPPED`; one whose lease another live process holds is left out, as
+    `Status.ELSEWHERE`."""
+    outcomes: dict[str, JobOutcome] = {}
+    claimed: list[Job] = []
+    with ExitStack() as leases:
+        for job in unit:
+            if store.is_done(job.job_id):
+                outcomes[job.job_id] = JobOutcome(job.job_id, Status.SKIPPED)
+                continue
+            lease = store.claim(job.job_id)
+            if lease is None:
+                outcomes[job.job_id] = JobOutcome(
+                    job.job_id, Status.ELSEWHERE, describe_lease(store.lease_holder(job.job_id) or {}))
+                continue
+            leases.enter_context(lease)
+            if store.is_done(job.job_id):  # finished by its last holder just before this claim
+                outcomes[job.job_id] = JobOutcome(job.job_id, Status.SKIPPED)
+            else:
+                claimed.append(job)
+        if len(claimed) == 1:
+            outcomes[claimed[0].job_id] = job_fn(claimed[0], store, progress)
+        elif claimed:
+            outcomes.update((o.job_id, o) for o in pack_fn(claimed, store, progress))
+    return [outcomes[j.job_id] for j in unit]
+
+
+def unit_outcomes_after_death(store: ResultsStore, unit: Unit, reason: str, kind: FailureKind,
+                              launched: datetime) -> list[JobOutcome]:
+    """The outcomes of a unit launched at `launched` whose worker died: the jobs whose rows it
+    wrote before are done; a job whose live lease was taken before the launch was left out of the
+    unit by `run_unit` and runs elsewhere; the others failed with `reason` (they resume from their
+    checkpoints on the next run)."""
+    def outcome(job: Job) -> JobOutcome:
+        if store.is_done(job.job_id):
+            return JobOutcome(job.job_id, Status.DONE)
+        holder = store.lease_holder(job.job_id) or {}
+        if holder.get("started_at", "~") < launched.isoformat():  # ISO UTC times sort as strings
+            return JobOutcome(job.job_id, Status.ELSEWHERE, describe_lease(holder))
+        return record_failure(store, job.job_id, reason, kind)
+
+    return [outcome(j) for j in unit]
 
 
 def at_least_one(name: str, value: int | None) -> int | None:
@@ -106,7 +155,7 @@ class Executor(ABC):
         if not todo:
             return summary
         try:
-            self._start(todo, store)
+            self._start(pack_units(todo), store)  # packs of the jobs not done: filtered first
             self._follow(todo, store, summary, show_progress)
         finally:
             self._close(summary.interrupted)
@@ -147,7 +196,7 @@ class Executor(ABC):
                     if elsewhere and time.monotonic() >= recheck:
                         recheck = time.monotonic() + self.lease_recheck
                         free = []
-                        for job_id in sorted(elsewhere):
+                        for job_id in [jid for jid in jobs if jid in elsewhere]:  # job order
                             if store.is_done(job_id):  # finished there
                                 elsewhere.discard(job_id)
                                 finish(JobOutcome(job_id, Status.SKIPPED))
@@ -155,7 +204,7 @@ class Executor(ABC):
                                 elsewhere.discard(job_id)
                                 free.append(jobs[job_id])
                         if free:
-                            self._submit(free)
+                            self._submit(pack_units(free))
                             describe()
                     status = self._status()
                     if status:
@@ -169,18 +218,19 @@ class Executor(ABC):
 
     # -- what a back-end supplies -----------------------------------------------------------
     @abstractmethod
-    def _start(self, todo: list[Job], store: ResultsStore) -> None:
-        """Checks the jobs can run here and launches them (or arranges to, as workers free up).
-        Bad input is a UserError raised before anything is launched."""
+    def _start(self, units: list[Unit], store: ResultsStore) -> None:
+        """Checks the units can run here and launches them (or arranges to, as workers free up),
+        each with `run_unit`. Bad input is a UserError raised before anything is launched."""
 
     @abstractmethod
-    def _submit(self, jobs: list[Job]) -> None:
-        """Adds jobs to the started run (jobs that were running elsewhere and are free again)."""
+    def _submit(self, units: list[Unit]) -> None:
+        """Adds units to the started run (of jobs that were running elsewhere and are free
+        again), each run with `run_unit` as `_start`'s are."""
 
     @abstractmethod
     def _poll(self, timeout: float) -> list[JobOutcome]:
-        """Waits at most about `timeout` seconds; returns the outcomes learnt since the last call
-        (failure records already written), launching more jobs if the back-end paces them."""
+        """Waits at most about `timeout` seconds; returns the jobs' outcomes learnt since the last
+        call (failure records already written), launching more units if the back-end paces them."""
 
     def _status(self) -> str | None:
         """A short line for the progress bar (the last progress message, the queue); None keeps

@@ -1,10 +1,12 @@
-"""The local executor: a pool of worker processes on this machine, one job per worker at a time.
+"""The local executor: a pool of worker processes on this machine, one unit (a job, or a pack of
+jobs trained together) per worker at a time.
 
-Each job runs in a worker process, so a job that raises is recorded and the others go on, and a
-worker that dies (a signal, the OOM killer) costs only the jobs it was running: the pool is rebuilt
-and the study continues. By default there is one worker per `resources.cpus_per_job` cores; each
-worker is given an equal share of the cores (for the metrics' fits), while a job trains with its own
-`cpus_per_job` threads whatever the number of workers (see `benchmark.allocator`).
+Each unit runs in a worker process, so a job that raises is recorded and the others go on, and a
+worker that dies (a signal, the OOM killer) costs only the jobs it was running (a pack's jobs not
+finished yet): the pool is rebuilt and the study continues. By default there is one worker per
+`resources.cpus_per_job` cores; each worker is given an equal share of the cores (for the metrics'
+fits), while a job (packed or not) trains with its own `cpus_per_job` threads whatever the number
+of workers (see `benchmark.allocator`).
 
 Nothing the driver starts outlives it: the workers die with it (PR_SET_PDEATHSIG), and progress
 messages travel through a plain pipe (`multiprocessing.Queue`), not through a Manager's server
@@ -21,13 +23,23 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
 from typing import Any
 
 from benchmark.allocator import apply_worker_env, available_cores, die_with_parent
-from benchmark.executors.base import Executor, JobFn, at_least_one, default_job_fn, run_claimed
-from benchmark.outcomes import FailureKind, JobOutcome, record_failure
-from benchmark.spec import Job
-from benchmark.store import ResultsStore
+from benchmark.executors.base import (
+    Executor,
+    JobFn,
+    PackFn,
+    Unit,
+    at_least_one,
+    default_job_fn,
+    default_pack_fn,
+    run_unit,
+    unit_outcomes_after_death,
+)
+from benchmark.outcomes import FailureKind, JobOutcome
+from benchmark.store import ResultsStore, now_utc
 
 __all__ = ["LocalExecutor", "available_cores"]
 
@@ -52,47 +64,51 @@ def _send(message: str) -> None:
             pass
 
 
-def _run_in_worker(job_fn: JobFn, job: Job, store_root: str) -> JobOutcome:
-    return run_claimed(job_fn, job, ResultsStore(store_root), _send)
+def _run_in_worker(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store_root: str) -> list[JobOutcome]:
+    return run_unit(job_fn, pack_fn, unit, ResultsStore(store_root), _send)
 
 
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, workers: int | None = None, job_fn: JobFn | None = None):
+    def __init__(self, workers: int | None = None, job_fn: JobFn | None = None,
+                 pack_fn: PackFn | None = None):
         self.workers = at_least_one("workers", workers)  # None: set from the jobs' cpus_per_job
         self.job_fn = job_fn or default_job_fn()
+        self.pack_fn = pack_fn or default_pack_fn()
         self._messages: Any = None
         self._pool: ProcessPoolExecutor | None = None
 
-    def _start(self, todo: list[Job], store: ResultsStore) -> None:
+    def _start(self, units: list[Unit], store: ResultsStore) -> None:
         apply_worker_env()  # glibc reads the malloc settings when a worker starts
         cores = available_cores()
         if self.workers is None:
-            self.workers = max(1, cores // max(j.threads for j in todo))
+            self.workers = max(1, cores // max(j.threads for unit in units for j in unit))
         self.cores = max(1, cores // self.workers)  # each worker's share
         self._ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation is unsafe
         self._message: str | None = None
         self._store = store
-        self._todo = deque(todo)
-        self._inflight: dict[Future, tuple[Job, int]] = {}  # -> (job, the pool it went to)
+        self._todo = deque(units)
+        # -> (unit, the pool it went to, when)
+        self._inflight: dict[Future, tuple[Unit, int, datetime]] = {}
         self._pools = 0
         self._pool = self._new_pool()
 
-    def _submit(self, jobs: list[Job]) -> None:
-        self._todo.extend(jobs)
+    def _submit(self, units: list[Unit]) -> None:
+        self._todo.extend(units)
 
     def _poll(self, timeout: float) -> list[JobOutcome]:
         assert self._pool is not None
         while self._todo and len(self._inflight) < self.workers:
-            job = self._todo.popleft()
+            unit = self._todo.popleft()
             try:
-                future = self._pool.submit(_run_in_worker, self.job_fn, job, str(self._store.root))
-            except BrokenProcessPool:  # a worker died between jobs: no job was lost, start afresh
-                self._todo.appendleft(job)
+                future = self._pool.submit(_run_in_worker, self.job_fn, self.pack_fn, unit,
+                                           str(self._store.root))
+            except BrokenProcessPool:  # a worker died between units: none was lost, start afresh
+                self._todo.appendleft(unit)
                 self._replace_pool()
                 continue
-            self._inflight[future] = (job, self._pools)
+            self._inflight[future] = (unit, self._pools, now_utc())
         if not self._inflight:  # every job left is running elsewhere
             time.sleep(timeout)
             return []
@@ -100,18 +116,17 @@ class LocalExecutor(Executor):
         self._drain()
         outcomes, broken = [], False
         for future in finished:
-            job, pool = self._inflight.pop(future)
+            unit, pool, launched = self._inflight.pop(future)
             try:
-                outcomes.append(future.result())
+                outcomes += future.result()
             except BrokenProcessPool:
                 broken = broken or pool == self._pools  # not a pool replaced already
-                outcomes.append(record_failure(
-                    self._store, job.job_id,
-                    "worker process died (killed by a signal or out of memory)",
-                    FailureKind.WORKER_DIED))
+                outcomes += unit_outcomes_after_death(
+                    self._store, unit, "worker process died (killed by a signal or out of memory)",
+                    FailureKind.WORKER_DIED, launched)
             except Exception as exc:  # noqa: BLE001 - e.g. a job that cannot be pickled
-                outcomes.append(record_failure(self._store, job.job_id,
-                                               f"{type(exc).__name__}: {exc}", FailureKind.ERROR))
+                outcomes += unit_outcomes_after_death(self._store, unit, f"{type(exc).__name__}: {exc}",
+                                                      FailureKind.ERROR, launched)
         if broken:  # the pool cannot be used again: the jobs still queued go to a new one
             self._replace_pool()
         return outcomes

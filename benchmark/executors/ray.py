@@ -1,4 +1,4 @@
-"""The Ray executor: one Ray task per job, on a local Ray or an existing cluster (`--ray-address`).
+"""The Ray executor: one Ray task per job (or per pack of jobs trained together), on a local Ray or an existing cluster (`--ray-address`).
 
 Why tasks and not Ray Tune: a study is already an expanded, content-addressed grid whose state
 lives in the results store; Tune would add a second experiment state (its trial table and
@@ -19,27 +19,37 @@ import os
 import socket
 import time
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from benchmark.allocator import worker_env
 from benchmark.errors import UserError
 from benchmark.executors._cluster import one_line, run_logged, study_resources
-from benchmark.executors.base import Executor, JobFn, at_least_one, default_job_fn
+from benchmark.executors.base import (
+    Executor,
+    JobFn,
+    PackFn,
+    Unit,
+    at_least_one,
+    default_job_fn,
+    default_pack_fn,
+    unit_outcomes_after_death,
+)
 from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
-from benchmark.spec import Job, Resources
-from benchmark.store import ResultsStore
+from benchmark.spec import Resources
+from benchmark.store import ResultsStore, now_utc
 
 RAY_CLIENT_PORT = 10001
 GIB = 2**30
 
 
-def _ray_task(job_fn: JobFn, job: Job, store_root: str) -> JobOutcome:
-    """What a Ray worker runs for one job."""
+def _ray_task(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store_root: str) -> list[JobOutcome]:
+    """What a Ray worker runs for one unit (a job or a pack)."""
     import ray
 
     ctx = ray.get_runtime_context()
     where = f"ray node {ctx.get_node_id()[:12]} task {ctx.get_task_id()}"
-    return run_logged(job_fn, job, ResultsStore(store_root), where)
+    return run_logged(job_fn, pack_fn, unit, ResultsStore(store_root), where)
 
 
 def parse_address(address: str) -> tuple[str, int] | None:
@@ -144,6 +154,7 @@ class RayExecutor(Executor):
         max_running: int | None = None,
         num_cpus: int | None = None,
         job_fn: JobFn | None = None,
+        pack_fn: PackFn | None = None,
         connect_timeout: float = 5.0,
         init_kwargs: dict[str, Any] | None = None,
     ):
@@ -160,6 +171,7 @@ class RayExecutor(Executor):
             check_reachable(self.address, connect_timeout)
         self.num_cpus = num_cpus
         self.job_fn = job_fn or default_job_fn()
+        self.pack_fn = pack_fn or default_pack_fn()
         self.init_kwargs = init_kwargs or {}
         self._started = False
 
@@ -211,8 +223,8 @@ class RayExecutor(Executor):
                         f"{res.gpus_per_job} GPUs and {res.mem_gb:g} GB memory (the largest has "
                         f"{have}); change resources in the spec")
 
-    def _start(self, todo: list[Job], store: ResultsStore) -> None:
-        res = study_resources(todo)
+    def _start(self, units: list[Unit], store: ResultsStore) -> None:
+        res = study_resources([job for unit in units for job in unit])
         store.root.mkdir(parents=True, exist_ok=True)
         self._started = self._connect(res.cpus_per_job)
         import ray
@@ -222,27 +234,27 @@ class RayExecutor(Executor):
         options = {"num_cpus": res.cpus_per_job, "num_gpus": res.gpus_per_job,
                    "memory": int(res.mem_gb * GIB), "max_retries": res.max_retries,
                    "retry_exceptions": False}
-        self._launch = lambda job: remote.options(name=f"benchmark:{job.job_id}", **options).remote(
-            self.job_fn, job, str(store.root))
+        self._launch = lambda unit: remote.options(name=f"benchmark:{unit[0].job_id}", **options).remote(
+            self.job_fn, self.pack_fn, unit, str(store.root))
         self._store = store
         self._res = res
-        self._todo = deque(todo)
-        self._inflight: dict[Any, Job] = {}
+        self._todo = deque(units)
+        self._inflight: dict[Any, tuple[Unit, datetime]] = {}  # -> (unit, when it was launched)
 
-    def _submit(self, jobs: list[Job]) -> None:
-        self._todo.extend(jobs)
+    def _submit(self, units: list[Unit]) -> None:
+        self._todo.extend(units)
 
     def _poll(self, timeout: float) -> list[JobOutcome]:
         import ray
 
         while self._todo and (self.max_running is None or len(self._inflight) < self.max_running):
-            job = self._todo.popleft()
-            self._inflight[self._launch(job)] = job
+            unit = self._todo.popleft()
+            self._inflight[self._launch(unit)] = (unit, now_utc())
         if not self._inflight:  # every job left is running elsewhere
             time.sleep(timeout)
             return []
         ready, _ = ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=timeout)
-        return [self._outcome(ref, self._inflight.pop(ref)) for ref in ready]
+        return [outcome for ref in ready for outcome in self._outcomes(ref, *self._inflight.pop(ref))]
 
     def _status(self) -> str | None:
         return f"ray: {len(self._inflight)} submitted"
@@ -262,26 +274,28 @@ class RayExecutor(Executor):
             ray.shutdown()
             self._started = False
 
-    def _outcome(self, ref: Any, job: Job) -> JobOutcome:
-        """The job's outcome from its task, with the failures only the driver can see recorded."""
+    def _outcomes(self, ref: Any, unit: Unit, launched: datetime) -> list[JobOutcome]:
+        """The unit's jobs' outcomes from its task, with the failures only the driver can see
+        recorded."""
         import ray
         from ray import exceptions as rex
 
         store = self._store
         try:
-            outcome = ray.get(ref)
+            outcomes = ray.get(ref)
         except rex.RayError as exc:
             if isinstance(exc, (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError)):
-                return record_failure(
-                    store, job.job_id,
+                return unit_outcomes_after_death(
+                    store, unit,
                     f"Ray worker died {self._res.max_retries + 1} times running this job: "
-                    f"{type(exc).__name__}: {one_line(str(exc), 200)}", FailureKind.WORKER_DIED)
-            return record_failure(store, job.job_id,
-                                  f"{type(exc).__name__}: {one_line(str(exc), 200)}",
-                                  FailureKind.ERROR)
-        if outcome.status is Status.DONE and not store.is_done(outcome.job_id):
-            return record_failure(
-                store, outcome.job_id,
-                f"a worker finished the job but its rows are not in {store.root}: the results "
-                "folder must be on a filesystem the Ray workers share", FailureKind.NOT_SHARED)
-        return outcome
+                    f"{type(exc).__name__}: {one_line(str(exc), 200)}", FailureKind.WORKER_DIED,
+                    launched)
+            return unit_outcomes_after_death(store, unit,
+                                             f"{type(exc).__name__}: {one_line(str(exc), 200)}",
+                                             FailureKind.ERROR, launched)
+        return [record_failure(
+                    store, outcome.job_id,
+                    f"a worker finished the job but its rows are not in {store.root}: the results "
+                    "folder must be on a filesystem the Ray workers share", FailureKind.NOT_SHARED)
+                if outcome.status is Status.DONE and not store.is_done(outcome.job_id) else outcome
+                for outcome in outcomes]

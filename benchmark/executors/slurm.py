@@ -1,7 +1,7 @@
 """The Slurm executor: a study as submitit job arrays, followed through the results store.
 
-Jobs are packed into chunks (`resources.jobs_per_task`, or `--chunk-size`), one chunk per array
-task, so 12,600 jobs need not be 12,600 Slurm jobs; arrays larger than the cluster's MaxArraySize
+Units of work (a job, or a pack of jobs trained together: `resources.models_per_device`) are
+put into chunks (`resources.jobs_per_task` units, or `--chunk-size`), one chunk per array task, so 12,600 jobs need not be 12,600 Slurm jobs; arrays larger than the cluster's MaxArraySize
 are split. Each array task runs its jobs one after the other with `run_job`, which skips finished
 jobs and resumes training from `checkpoints/<model_id>/`: a task that is preempted, requeued
 (`scontrol requeue`) or timed out (submitit's Checkpointable requeues it on the USR2 warning) starts
@@ -39,30 +39,39 @@ from benchmark.executors._cluster import (
     run_logged,
     study_resources,
 )
-from benchmark.executors.base import Executor, JobFn, at_least_one, default_job_fn
+from benchmark.executors.base import (
+    Executor,
+    JobFn,
+    PackFn,
+    Unit,
+    at_least_one,
+    default_job_fn,
+    default_pack_fn,
+)
 from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
-from benchmark.spec import Job, Resources
+from benchmark.spec import Resources
 from benchmark.store import ResultsStore, atomic_write_bytes, now_utc
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 
 
 class SlurmChunk:
-    """The callable one array task runs: its chunk of jobs, in order.
+    """The callable one array task runs: its chunk of units (jobs or packs), in order.
 
     submitit calls `checkpoint` when the task is about to be preempted or to time out and
     requeues the returned submission; running the same chunk again is the right checkpoint,
     because finished jobs are skipped and training resumes from its own checkpoints.
     """
 
-    def __call__(self, jobs: list[Job], store_root: str, job_fn: JobFn) -> list[JobOutcome]:
+    def __call__(self, units: list[Unit], store_root: str, job_fn: JobFn,
+                 pack_fn: PackFn) -> list[JobOutcome]:
         store = ResultsStore(store_root)
         env = os.environ
         task = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
                 if "SLURM_ARRAY_JOB_ID" in env else env.get("SLURM_JOB_ID", "?"))
         where = (f"slurm task {task} (job {env.get('SLURM_JOB_ID', '?')}, "
                  f"restart {env.get('SLURM_RESTART_COUNT', '0')})")
-        return [run_logged(job_fn, job, store, where) for job in jobs]
+        return [outcome for unit in units for outcome in run_logged(job_fn, pack_fn, unit, store, where)]
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from submitit.helpers import DelayedSubmission
@@ -177,6 +186,7 @@ class SlurmExecutor(Executor):
         ended_grace: float = 15.0,
         job_fn: JobFn | None = None,
         python: str | None = None,
+        pack_fn: PackFn | None = None,
     ):
         try:
             import submitit  # noqa: F401
@@ -193,11 +203,13 @@ class SlurmExecutor(Executor):
         self.poll_timeout = min(1.0, poll_interval)
         self.ended_grace = ended_grace
         self.job_fn = job_fn or default_job_fn()
+        self.pack_fn = pack_fn or default_pack_fn()
         self.python = python
         self.submitted: list[dict[str, Any]] = []  # this run's submission records
 
     # -- the driver -------------------------------------------------------------------------
-    def _start(self, todo: list[Job], store: ResultsStore) -> None:
+    def _start(self, units: list[Unit], store: ResultsStore) -> None:
+        todo = [job for unit in units for job in unit]
         resources = study_resources(todo)
         self._check_partition(resources.partition)
         self._store = store
@@ -210,7 +222,7 @@ class SlurmExecutor(Executor):
         self._queue: str | None = None
         self._tasks = self._reattach(store, self._study, {j.job_id for j in todo})
         attached = {jid for jids in self._tasks.values() for jid in jids}
-        new = [j for j in todo if j.job_id not in attached]
+        new = [kept for unit in units if (kept := [j for j in unit if j.job_id not in attached])]
         if attached:
             print(f"slurm: reattached to {len(self._tasks)} queued or running tasks holding "
                   f"{len(attached)} jobs", file=sys.stderr)
@@ -244,14 +256,15 @@ class SlurmExecutor(Executor):
                     tasks[slurm_id] = mine
         return tasks
 
-    def submit(self, jobs: Sequence[Job], store: ResultsStore, resources: Resources
+    def submit(self, units: Sequence[Unit], store: ResultsStore, resources: Resources
                ) -> dict[str, list[str]]:
-        """Submits `jobs` as job arrays; returns Slurm id -> job ids. Each array's record is
-        written to the store as soon as sbatch accepts it."""
+        """Submits `units` (jobs or packs) as job arrays; returns Slurm id -> job ids. Each
+        array's record is written to the store as soon as sbatch accepts it."""
         import submitit
 
+        jobs = [job for unit in units for job in unit]
         size = self.chunk_size or resources.jobs_per_task
-        parts = list(chunks(list(jobs), size))
+        parts = list(chunks(list(units), size))
         per_array = _max_array_size()
         arrays = list(chunks(parts, per_array))
         folder = store.root / "slurm" / "%j"
@@ -267,7 +280,8 @@ class SlurmExecutor(Executor):
                 # pass its own SLURM_* settings on to the tasks; stderr: submitit echoes sbatch's.
                 with submitit.helpers.clean_env(), contextlib.redirect_stderr(io.StringIO()):
                     submitted = executor.map_array(runner, array, [str(store.root)] * len(array),
-                                                   [self.job_fn] * len(array))
+                                                   [self.job_fn] * len(array),
+                                                   [self.pack_fn] * len(array))
             except Exception as exc:  # noqa: BLE001 - sbatch's refusal, said in one line
                 raise UserError(self._refusal(exc, index, len(arrays))) from None
             record = {
@@ -275,7 +289,7 @@ class SlurmExecutor(Executor):
                 "array_id": submitted[0].job_id.split("_")[0],
                 "submitted_at": now_utc().isoformat(),
                 "slurm_ids": [s.job_id for s in submitted],
-                "tasks": [[j.job_id for j in part] for part in array],
+                "tasks": [[j.job_id for unit in part for j in unit] for part in array],
             }
             atomic_write_bytes(arrays_dir(store) / f"{record['array_id']}.json",
                                json.dumps(record, indent=1).encode())
@@ -322,9 +336,9 @@ class SlurmExecutor(Executor):
             params["slurm_additional_parameters"] = dict(res.sbatch_extra)
         return params
 
-    def _submit(self, jobs: list[Job]) -> None:
-        self._follower.follow(j.job_id for j in jobs)
-        self._tasks.update(self.submit(jobs, self._store, self._resources))
+    def _submit(self, units: list[Unit]) -> None:
+        self._follower.follow(j.job_id for unit in units for j in unit)
+        self._tasks.update(self.submit(units, self._store, self._resources))
 
     def _poll(self, timeout: float) -> list[JobOutcome]:
         follower = self._follower

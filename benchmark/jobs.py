@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmark.allocator import die_with_parent, process_cores
 from benchmark.memory import peak_rss_mb, reset_peak_rss
-from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
+from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.schema import provenance_json
 from benchmark.settings import TrainingSettings
 from benchmark.spec import Job, canonical_json
@@ -137,7 +137,7 @@ def _failed(job: Job, store: ResultsStore, exc: Exception, t0: float) -> JobOutc
     reason, tb = format_exception(exc)
     kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
     extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
-    outcome = record_failure(store, job.job_id, reason, kind, traceback=tb, **extra)
+    outcome = store.record_failure(job.job_id, reason, kind, traceback=tb, **extra)
     outcome.seconds = time.perf_counter() - t0
     return outcome
 

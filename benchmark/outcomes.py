@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from benchmark.store import ResultsStore
 
 
 class _StrEnum(str, Enum):
@@ -46,15 +42,3 @@ class JobOutcome:
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)  # a bare "done" is accepted; an unknown status is not
-
-
-def record_failure(store: ResultsStore, job_id: str, reason: str, kind: FailureKind,
-                   **extra: Any) -> JobOutcome:
-    """Writes the failure record (what a later run and `benchmark status` read) and returns the
-    failed outcome; a record that cannot be written (a full disk) is said in the reason instead of
-    stopping the run."""
-    try:
-        store.write_failure(job_id, reason, kind=kind, **extra)
-    except OSError as exc:
-        reason = f"{reason} (failure record not written: {type(exc).__name__}: {exc})"
-    return JobOutcome(job_id, Status.FAILED, reason)

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
-from benchmark.outcomes import FailureKind
+from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.schema import JOB_COLUMNS, rows_schema
 
 # What a rows file must have to count as a job's rows: who made them and what they measure. Columns
@@ -510,6 +510,17 @@ class ResultsStore:
         path = self.failure_path(job_id)
         atomic_write_bytes(path, json.dumps(record, indent=2).encode())
         return path
+
+    def record_failure(self, job_id: str, reason: str, kind: FailureKind,
+                       **extra: Any) -> JobOutcome:
+        """Writes the failure record (what a later run and `benchmark status` read) and returns the
+        failed outcome; a record that cannot be written (a full disk) is said in the reason instead
+        of stopping the run."""
+        try:
+            self.write_failure(job_id, reason, kind=kind, **extra)
+        except OSError as exc:
+            reason = f"{reason} (failure record not written: {type(exc).__name__}: {exc})"
+        return JobOutcome(job_id, Status.FAILED, reason)
 
     def read_rows(self, job_id: str | None = None) -> pa.Table:
         """All rows of the study's sound rows files (or of one job), schemas unified across files."""

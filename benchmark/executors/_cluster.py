@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmark.errors import UserError
 from benchmark.executors.base import JobFn, PackFn, Unit, run_unit
-from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
+from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.spec import Job, Resources
 from benchmark.store import ResultsStore, format_exception, now_utc
 
@@ -72,7 +72,7 @@ def run_logged(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
                 reason, tb = format_exception(exc)
                 sys.stderr.write(tb)
                 outcomes = [JobOutcome(j.job_id, Status.DONE) if store.is_done(j.job_id) else
-                            record_failure(store, j.job_id, reason, FailureKind.ERROR, traceback=tb)
+                            store.record_failure(j.job_id, reason, FailureKind.ERROR, traceback=tb)
                             for j in unit]
         for outcome in outcomes:
             log.write(f"--- {now_utc().isoformat()} job {outcome.job_id}: {outcome.status} "

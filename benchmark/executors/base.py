@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from benchmark.errors import UserError
 from benchmark.jobs import pack_units
-from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
+from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.spec import Job
 from benchmark.store import ResultsStore, describe_lease
 
@@ -101,7 +101,7 @@ def unit_outcomes_after_death(store: ResultsStore, unit: Unit, reason: str, kind
         holder = store.lease_holder(job.job_id) or {}
         if holder.get("started_at", "~") < launched.isoformat():  # ISO UTC times sort as strings
             return JobOutcome(job.job_id, Status.ELSEWHERE, describe_lease(holder))
-        return record_failure(store, job.job_id, reason, kind)
+        return store.record_failure(job.job_id, reason, kind)
 
     return [outcome(j) for j in unit]
 

@@ -35,7 +35,7 @@ from benchmark.executors.base import (
     default_pack_fn,
     unit_outcomes_after_death,
 )
-from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
+from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.spec import Resources
 from benchmark.store import ResultsStore, now_utc
 
@@ -293,8 +293,8 @@ class RayExecutor(Executor):
             return unit_outcomes_after_death(store, unit,
                                              f"{type(exc).__name__}: {one_line(str(exc), 200)}",
                                              FailureKind.ERROR, launched)
-        return [record_failure(
-                    store, outcome.job_id,
+        return [store.record_failure(
+                    outcome.job_id,
                     f"a worker finished the job but its rows are not in {store.root}: the results "
                     "folder must be on a filesystem the Ray workers share", FailureKind.NOT_SHARED)
                 if outcome.status is Status.DONE and not store.is_done(outcome.job_id) else outcome

@@ -48,7 +48,7 @@ from benchmark.executors.base import (
     default_job_fn,
     default_pack_fn,
 )
-from benchmark.outcomes import FailureKind, JobOutcome, Status, record_failure
+from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.spec import Resources
 from benchmark.store import ResultsStore, atomic_write_bytes, now_utc
 
@@ -396,6 +396,6 @@ class SlurmExecutor(Executor):
                   f"{root / 'slurm' / slurm_id} and logs/<job_id>.log (if the job did finish "
                   f"there, the results folder is not on a filesystem shared with the nodes)")
         self._follower.pending.difference_update(lost)
-        return outcomes + [record_failure(self._store, job_id, reason,
+        return outcomes + [self._store.record_failure(job_id, reason,
                                           FailureKind.SLURM_TASK_ENDED, slurm_id=slurm_id)
                            for job_id in lost]

@@ -19,6 +19,8 @@ job runs and removes it at the end. A lease whose heartbeat is older than `lease
 whose process is gone from this host, is stale and is broken by the next claim.
     <results>/<study>/quarantine/                files set aside as corrupt, each with a .json
                                                  record (what, why, when)
+    <results>/<study>/.cache/                    derived, safe to delete: rows-file verdicts,
+                                                 the analysis' row cache
 
 A file appears under its final name only once it is complete (temporary file, fsync, rename), so a
 crash never leaves half a job, and two writers of the same job (a requeue racing a retry) replace
@@ -55,6 +57,7 @@ from benchmark.schema import JOB_COLUMNS, rows_schema
 # What a rows file must have to count as a job's rows: who made them and what they measure. Columns
 # added later (dataset_provenance, provenance) are absent from older files and read as null.
 REQUIRED_COLUMNS: tuple[str, ...] = (*JOB_COLUMNS, "representation", "metric", "key", "value")
+VERDICTS_FILE = Path(".cache") / "rows_verdicts.json"  # under the study folder: see ResultsStore
 
 
 def versions() -> dict[str, str]:
@@ -235,8 +238,11 @@ class ResultsStore:
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"results path {self.root} exists and is not a directory")
         # Verdicts of `rows_problem` by file name, valid while (size, mtime) are unchanged: a
-        # polling driver re-checks 12,600 files with one stat each.
+        # polling driver re-checks 12,600 files with one stat each. `rows_verdicts` keeps them in
+        # VERDICTS_FILE too, so a new process (`benchmark status`) reads only new or changed files.
         self._verdicts: dict[str, tuple[tuple[int, int], str | None]] = {}
+        self._verdicts_loaded = False
+        self._verdicts_changed = False
 
     @classmethod
     def for_study(cls, results_dir: str | Path, study: str) -> ResultsStore:
@@ -376,7 +382,12 @@ class ResultsStore:
         if cached is None or cached[0] != stamp:
             cached = (stamp, rows_problem(self.rows_dir / name))
             self._verdicts[name] = cached
+            self._verdicts_changed = True
         return cached[1]
+
+    @property
+    def verdicts_path(self) -> Path:
+        return self.root / VERDICTS_FILE
 
     def rows_verdicts(self) -> dict[str, str | None]:
         """Every rows file's job id -> why it is unsound, or None when it is sound."""
@@ -385,6 +396,13 @@ class ResultsStore:
             entries = list(os.scandir(self.rows_dir))
         except (FileNotFoundError, NotADirectoryError):
             return out
+        if not self._verdicts_loaded:
+            self._verdicts_loaded = True
+            try:
+                saved = json.loads(self.verdicts_path.read_text())
+                self._verdicts.update({n: ((v[0], v[1]), v[2]) for n, v in saved.items()})
+            except (OSError, ValueError, TypeError, IndexError, AttributeError):
+                pass  # none yet, or unreadable: verdicts are rebuilt from the files
         for entry in entries:
             if not entry.name.endswith(".parquet"):
                 continue
@@ -392,6 +410,14 @@ class ResultsStore:
                 out[entry.name[:-len(".parquet")]] = self._verdict(entry.name, entry.stat())
             except FileNotFoundError:  # replaced or quarantined meanwhile
                 continue
+        if self._verdicts_changed:
+            self._verdicts_changed = False
+            saved = {n: [*stamp, problem] for n, (stamp, problem) in self._verdicts.items()
+                     if n[:-len(".parquet")] in out}
+            try:
+                atomic_write_bytes(self.verdicts_path, json.dumps(saved).encode())
+            except OSError:
+                pass  # a read-only store: verdicts are kept in this process only
         return out
 
     def rows_problem(self, job_id: str) -> str | None:

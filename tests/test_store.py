@@ -141,3 +141,21 @@ def test_quarantine_moves_the_file_beside_a_record(tmp_path):
     assert store.quarantine_corrupt_rows("j2") is None and store.is_done("j2")  # sound: kept
     with pytest.raises(UserError, match="not in the study folder"):
         store.quarantine(tmp_path / "elsewhere.txt", "x")
+
+
+def test_verdicts_are_kept_for_the_next_process(tmp_path, monkeypatch):
+    import benchmark.store as store_module
+
+    store = ResultsStore(tmp_path / "s")
+    for jid in ("j1", "j2", "j3"):
+        store.write_rows(jid, [_row(jid)], [])
+    _truncate(store.rows_path("j3"))
+    assert store.done_ids() == {"j1", "j2"}
+    checked = []
+    real = store_module.rows_problem
+    monkeypatch.setattr(store_module, "rows_problem", lambda p: checked.append(p.name) or real(p))
+    again = ResultsStore(tmp_path / "s")  # as `benchmark status` would: reads the saved verdicts
+    assert again.done_ids() == {"j1", "j2"} and list(again.corrupt_rows()) == ["j3"]
+    assert checked == []
+    store.write_rows("j3", [_row("j3")], [])  # changed since: checked again
+    assert ResultsStore(tmp_path / "s").done_ids() == {"j1", "j2", "j3"} and checked == ["j3.parquet"]

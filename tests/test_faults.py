@@ -196,6 +196,7 @@ def test_driver_killed_at_random_moments(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_driver_killed_at_random_moments_many_trials(tmp_path):
     _kill_driver(tmp_path, SLOW)
 
@@ -205,6 +206,7 @@ def test_worker_killed_at_random_moments(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_worker_killed_at_random_moments_many_trials(tmp_path):
     _kill_worker(tmp_path, SLOW)
 
@@ -287,6 +289,7 @@ def test_preempted_training_resumes_to_the_same_weights(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_preempted_training_resumes_to_the_same_weights_many_trials(tmp_path):
     _preempt(tmp_path, SLOW)
 

@@ -109,6 +109,7 @@ def test_peak_memory_is_recorded_in_the_provenance(tmp_path, write_spec):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_raw_pixels_scores_at_the_study_sizes_within_8_gb(tmp_path, write_spec):
     # BetaVAE and FactorVAE at the study's parameters on raw pixels (D = 4,096) of procedural
     # dSprites, in a process limited to 8 GiB of address space. The same job with tiny metric

@@ -177,7 +177,7 @@ def test_tree_round_trip_every_value_in_place(dlib_tree, tmp_path):
     assert summary.rows == len(df) == len(expected)
     # Same columns as the rows our jobs write (one float column per hyperparameter).
     hp = sorted({k for _, params in EXPECTED_MODEL.values() for k in params}
-                | {"steps_per_iteration"})
+                | {"steps_per_iteration", "discriminator_learning_rate"})  # FactorVAE's defaults
     f = next(store.rows_dir.glob("*.parquet"))
     assert pq.read_schema(f).names == rows_schema(hp).names
     for num, (method, params) in EXPECTED_MODEL.items():
@@ -203,7 +203,8 @@ def test_tree_round_trip_every_value_in_place(dlib_tree, tmp_path):
                                       "reconstruction_loss": "bernoulli"}
     factor = df[df["model"] == "factor_vae"]
     assert json.loads(factor["model_params"].iat[0]) == {
-        "gamma": 10.0, "shuffle": "same_batch", "steps_per_iteration": 2}
+        "gamma": 10.0, "shuffle": "same_batch", "steps_per_iteration": 2,
+        "discriminator_learning_rate": 0.0001}  # dlib's study fixes it at 1e-4, as our default
     assert "elbo" not in set(factor.loc[factor["metric"] == "train", "key"])
     prov = json.loads(df.loc[(df["model"] == "beta_vae") & (df["metric"] == "dci"),
                              "provenance"].iat[0])

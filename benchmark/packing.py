@@ -51,10 +51,10 @@ from benchmark.settings import TrainingSettings
 from benchmark.training import (
     TrainedModel,
     TrainingRun,
-    _check_finite,
-    _to_tensor,
-    _window_end,
-    _window_means,
+    check_finite,
+    to_tensor,
+    window_end,
+    window_means,
 )
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class _Pack:
 
     def _draw(self, run: TrainingRun) -> Callable[[], torch.Tensor]:
         # Batches are drawn on the host and moved to the device as one stacked tensor.
-        return lambda: _to_tensor(run.data.sample_observations(self.config.batch_size, run.data_rng), _CPU)
+        return lambda: to_tensor(run.data.sample_observations(self.config.batch_size, run.data_rng), _CPU)
 
     def _iteration(self, step: int) -> tuple[dict[str, torch.Tensor], int]:
         drawn, failed = [], {}
@@ -287,7 +287,7 @@ class _Pack:
                 break
             window.append((step, metrics))
             step += advanced
-            ck_due, window_done = _window_end(step, last_ck, len(window), config)
+            ck_due, window_done = window_end(step, last_ck, len(window), config)
             if not window_done:
                 continue
             now = time.perf_counter()
@@ -297,9 +297,9 @@ class _Pack:
                 run.train_seconds += now - t0
                 mine = [(s, {name: v[k] for name, v in m.items()}) for s, m in window]
                 try:  # as train(): divergence check, then progress, then the checkpoint
-                    _check_finite(mine)
+                    check_finite(mine)
                     if self.progress[k] is not None:
-                        self.progress[k](step, config.steps, _window_means(mine))
+                        self.progress[k](step, config.steps, window_means(mine))
                 except Exception as e:
                     failed[k] = e
             t0, window = now, []

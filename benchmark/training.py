@@ -105,7 +105,7 @@ def _streams(seed: int) -> dict[str, int]:
     return {n: int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for n, c in zip(names, children, strict=True)}
 
 
-def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
 
 
@@ -168,7 +168,7 @@ class TrainedModel:
             out = [np.zeros((0, self.num_latent), np.float32)]
             with torch.inference_mode():
                 for i in range(0, obs.shape[0], batch_size):
-                    x = _to_tensor(obs[i:i + batch_size], self.device)
+                    x = to_tensor(obs[i:i + batch_size], self.device)
                     z = self.system.sample(x, gen) if kind == "sampled" else self.system.encode(x)[0]
                     out.append(z.float().cpu().numpy())
             return np.concatenate(out)
@@ -198,7 +198,7 @@ class TrainedModel:
             logvars = [np.zeros((0, self.num_latent), np.float32)]
             with torch.inference_mode():
                 for i in range(0, obs.shape[0], batch_size):
-                    mean, logvar = self.system.encode(_to_tensor(obs[i:i + batch_size], self.device))
+                    mean, logvar = self.system.encode(to_tensor(obs[i:i + batch_size], self.device))
                     means.append(mean.float().cpu().numpy())
                     logvars.append(logvar.float().cpu().numpy())
             return np.concatenate(means), np.concatenate(logvars)
@@ -213,7 +213,7 @@ class TrainedModel:
         out = [np.zeros((0, *self.observation_shape), np.float32)]
         with torch.inference_mode():
             for i in range(0, z.shape[0], batch_size):
-                x = self.system.decode(_to_tensor(z[i:i + batch_size], self.device))
+                x = self.system.decode(to_tensor(z[i:i + batch_size], self.device))
                 out.append(x.float().clamp(0, 1).cpu().numpy())
         return np.concatenate(out)
 
@@ -300,13 +300,13 @@ def _summary(system: System, data: Any, config: TrainingSettings, step: int, see
     system.eval()
     with torch.no_grad():
         for _ in range(config.eval_batches):
-            x = _to_tensor(data.sample_observations(config.batch_size, rng), device)
+            x = to_tensor(data.sample_observations(config.batch_size, rng), device)
             for k, v in system.summary_terms(x, step, gen).items():
                 totals[k] = totals.get(k, 0.0) + v.double()
     return {k: float(v) / config.eval_batches for k, v in totals.items()}
 
 
-def _check_finite(window: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
+def check_finite(window: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
     losses = torch.stack([m["loss"].float() for _, m in window])
     bad = ~torch.isfinite(losses)
     if bool(bad.any()):
@@ -314,14 +314,14 @@ def _check_finite(window: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
         raise Diverged(window[i][0], f"loss is {float(losses[i])}")
 
 
-def _window_end(step: int, last_ck: int, iterations: int, config: TrainingSettings) -> tuple[bool, bool]:
+def window_end(step: int, last_ck: int, iterations: int, config: TrainingSettings) -> tuple[bool, bool]:
     """(a checkpoint is due, the metrics window ends) after an iteration that reached `step`; the
     window is checked for divergence and reported at its end, before any checkpoint is written."""
     ck_due = step // config.checkpoint_every > last_ck // config.checkpoint_every
     return ck_due, ck_due or step >= config.steps or iterations >= config.log_every
 
 
-def _window_means(window: list[tuple[int, dict[str, torch.Tensor]]]) -> dict[str, float]:
+def window_means(window: list[tuple[int, dict[str, torch.Tensor]]]) -> dict[str, float]:
     return {k: float(torch.stack([m[k] for _, m in window]).float().mean()) for k in window[-1][1]}
 
 
@@ -395,11 +395,11 @@ class TrainingRun:
                 metrics, advanced = system.training_step(self.draw, self.step, self.noise, self.optimizers)
                 window.append((self.step, metrics))
                 self.step += advanced
-                ck_due, window_done = _window_end(self.step, last_ck, len(window), config)
+                ck_due, window_done = window_end(self.step, last_ck, len(window), config)
                 if window_done:
-                    _check_finite(window)
+                    check_finite(window)
                     if progress is not None:
-                        progress(self.step, config.steps, _window_means(window))
+                        progress(self.step, config.steps, window_means(window))
                     window = []
                     if ck_due and self.ck_path is not None and self.step < config.steps:
                         self.train_seconds += time.perf_counter() - t0
@@ -411,7 +411,7 @@ class TrainingRun:
 
     def draw(self) -> torch.Tensor:
         """The next batch of this job's data stream, on its device."""
-        return _to_tensor(self.data.sample_observations(self.config.batch_size, self.data_rng), self.device)
+        return to_tensor(self.data.sample_observations(self.config.batch_size, self.data_rng), self.device)
 
     def checkpoint(self, summary: dict | None) -> dict:
         """The `last.pt` content: everything a resume needs, and the summary once finished."""

@@ -6,7 +6,9 @@ what it started (`_close`); the shape follows submitit's `Executor`.
 
 A unit is one job, or a pack of jobs whose models train together on one device
 (`resources.models_per_device`, `benchmark.jobs.pack_units`): one worker, array task or Ray task
-runs it with `run_unit`, and it still ends in one outcome per job.
+runs it with `run_unit`, and it still ends in one outcome per job. A worker that holds one device
+may run its units as one pipelined lane (`lane_plan`, `run_units`, `take_units`;
+`benchmark.eval_pipeline`): the next unit trains while a pool of CPU processes scores the last.
 
 `run_unit` runs a unit's jobs under their leases in the store: a job that another driver of the
 same study is running (on this machine or another one sharing the results folder) is left out of

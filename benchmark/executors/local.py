@@ -6,7 +6,9 @@ worker that dies (a signal, the OOM killer) costs only the jobs it was running (
 finished yet): the pool is rebuilt and the study continues. By default there is one worker per
 `resources.cpus_per_job` cores; each worker is given an equal share of the cores (for the metrics'
 fits), while a job (packed or not) trains with its own `cpus_per_job` threads whatever the number
-of workers (see `benchmark.allocator`).
+of workers (see `benchmark.allocator`). Pipelined (`resources.pipeline_eval`, a CUDA device), a
+worker runs a lane of units (`base.run_units`) with its evaluation pool, by default one worker
+holding the device and all the cores, and sends each unit's outcomes as it ends.
 
 Nothing the driver starts outlives it: the workers die with it (PR_SET_PDEATHSIG), and progress
 messages travel through a plain pipe (`multiprocessing.Queue`), not through a Manager's server

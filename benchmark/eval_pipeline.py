@@ -48,12 +48,13 @@ def pipeline_on(setting: str, device_type: str) -> bool:
     return setting == "on" or (setting == "auto" and device_type == "cuda")
 
 
-def wants_pipeline(res: Resources, device: str = "auto") -> bool:
-    """Whether units of these resources run as pipelined lanes, decided before any device is
-    seen: a cluster unit that asks for GPUs, or a local training `device` that resolves to CUDA."""
+def wants_pipeline(res: Resources, device: str | None = None) -> bool:
+    """Whether units of these resources run as pipelined lanes: a unit that asks for GPUs, or
+    whose training `device` resolves to CUDA here (None: a cluster driver's request, which looks at
+    `gpus_per_job` only and never at this machine's devices)."""
     if res.pipeline_eval != "auto":
         return res.pipeline_eval == "on"
-    if res.gpus_per_job > 0 or device.startswith("cuda"):
+    if res.gpus_per_job > 0 or (device or "").startswith("cuda"):
         return True
     if device != "auto":
         return False

@@ -12,7 +12,9 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from benchmark.memory import peak_rss_mb, reset_peak_rss
 from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.schema import provenance_json
 from benchmark.settings import TrainingSettings
-from benchmark.spec import Job, canonical_json
+from benchmark.spec import Job, Resources, canonical_json
 from benchmark.store import ResultsStore, format_exception, now_utc, versions
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,10 @@ def run_job(job: Job, store: ResultsStore, progress: Callable[[str], None] | Non
     with _job_threads(job):
         t0 = time.perf_counter()
         try:
-            rows = _train_and_evaluate(job, store, progress)
-            return _write(job, store, rows, t0)  # a full disk fails the job here
+            data, model, train_seconds = _train(job, store, progress)
         except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
             return _failed(job, store, exc, t0)
+        return _settle([_hand_over(job, store, data, model, train_seconds, t0, progress)])[0]
 
 
 def run_pack(jobs: list[Job], store: ResultsStore,
@@ -68,20 +70,80 @@ def _run_packed(todo: list[Job], store: ResultsStore,
         data, models, train_seconds, strategy = _train_pack(todo, store, progress)
     except Exception as exc:  # noqa: BLE001 - the pack as a whole could not start (its dataset)
         data, models, train_seconds, strategy = None, [exc] * len(todo), 0.0, ""
-    outcomes = {}
+    from benchmark.packing import packable
+
+    handed: list[JobOutcome | _Handed] = []
     for job, model in zip(todo, models, strict=True):
         if isinstance(model, Exception):
-            outcomes[job.job_id] = _failed(job, store, model, t0)
+            handed.append(_failed(job, store, model, t0))
             continue
-        try:
-            from benchmark.packing import packable
+        # which models shared a computation, and how (loop: train()'s own kernels, bitwise)
+        pack = {"size": len(todo), "strategy": strategy if packable(model.system) is None else "alone"}
+        handed.append(_hand_over(job, store, data, model, train_seconds, t0, progress, pack=pack))
+    return {o.job_id: o for o in _settle(handed)}
 
-            # which models shared a computation, and how (loop: train()'s own kernels, bitwise)
-            pack = {"size": len(todo), "strategy": strategy if packable(model.system) is None else "alone"}
-            rows = _evaluate(job, data, model, train_seconds, progress, pack=pack)
-            outcomes[job.job_id] = _write(job, store, rows, t0)  # a full disk fails the job here
-        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
-            outcomes[job.job_id] = _failed(job, store, exc, t0)
+
+def _hand_over(job: Job, store: ResultsStore, data: Any, model: Any, train_seconds: float,
+               t0: float, progress: Callable[[str], None] | None,
+               **provenance: Any) -> JobOutcome | _Handed:
+    """Evaluates a trained model and writes its rows (its outcome), or, in a lane of
+    `benchmark.eval_pipeline`, encodes its grid on the device and hands the evaluation to the
+    lane's pool (a future outcome). `resources.pipeline_eval` decides whether the model is scored
+    from its grid tables, wherever that runs, so the rows never depend on the lane."""
+    from benchmark import eval_pipeline as pipe
+
+    say = progress or (lambda msg: None)
+    try:
+        res = Resources.model_validate(job.resources)
+        codes = None
+        if pipe.pipeline_on(res.pipeline_eval, str(getattr(model, "device", "cpu")).split(":")[0]):
+            codes, why = pipe.encode_grid(data, model, job.evaluation["representations"],
+                                          _lookup_bytes(job))
+            if codes is None:
+                say(f"{job.job_id} evaluated on the device: {why}")
+        if codes is None:
+            return _write(job, store, _evaluate(job, data, model, train_seconds, progress,
+                                                **provenance), t0)
+        provenance["grid_tables"] = True  # scored from its grid tables (with or without a pool)
+        pool = pipe.current_pool()
+        if pool is None:
+            return evaluate_encoded(job, str(store.root), codes, train_seconds, provenance,
+                                    time.perf_counter() - t0)
+        say(f"{job.job_id} encoded; evaluating in a pool of {pool.workers} CPU processes")
+        return _Handed(job, store, t0, pool.submit(evaluate_encoded, job, str(store.root), codes,
+                                                   train_seconds, provenance,
+                                                   time.perf_counter() - t0))
+    except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the study
+        return _failed(job, store, exc, t0)
+
+
+@dataclass
+class _Handed:
+    """A model whose evaluation runs in the lane's pool."""
+
+    job: Job
+    store: ResultsStore
+    t0: float
+    future: Future
+
+
+def _settle(handed: list[JobOutcome | _Handed]) -> list[JobOutcome]:
+    """The outcomes of handed-over models, once the device is free for the lane's next unit; a pool
+    worker that died fails only the evaluations it held (their checkpoints are final: a re-run
+    evaluates them without training)."""
+    from benchmark.eval_pipeline import device_free
+
+    device_free()
+    outcomes = []
+    for item in handed:
+        if isinstance(item, _Handed):
+            try:
+                item = item.future.result()
+            except Exception as exc:  # noqa: BLE001 - the evaluating process died or was stopped
+                item = _failed(item.job, item.store, RuntimeError(
+                    f"evaluation worker process died ({type(exc).__name__}: {exc})"), item.t0,
+                    FailureKind.WORKER_DIED)
+        outcomes.append(item)
     return outcomes
 
 
@@ -120,8 +182,12 @@ def _job_threads(job: Job) -> Iterator[None]:
     when it exits."""
     import torch
 
+    from benchmark.eval_pipeline import current_pool
     from benchmark.metrics.parallel import release_workers
 
+    if current_pool() is not None:  # in a lane: it set the threads once for its overlapping units
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(job.threads)
     try:
@@ -131,11 +197,13 @@ def _job_threads(job: Job) -> Iterator[None]:
         release_workers()
 
 
-def _failed(job: Job, store: ResultsStore, exc: Exception, t0: float) -> JobOutcome:
+def _failed(job: Job, store: ResultsStore, exc: Exception, t0: float,
+            kind: FailureKind | None = None) -> JobOutcome:
     from benchmark.training import Diverged
 
     reason, tb = format_exception(exc)
-    kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
+    if kind is None:
+        kind = FailureKind.DIVERGED if isinstance(exc, Diverged) else FailureKind.ERROR
     extra = {"step": exc.step} if isinstance(exc, Diverged) else {}
     outcome = store.record_failure(job.job_id, reason, kind, traceback=tb, **extra)
     outcome.seconds = time.perf_counter() - t0
@@ -158,9 +226,9 @@ def _on_step(job: Job, say: Callable[[str], None]) -> Callable[[int, int, dict[s
     return on_step
 
 
-def _train_and_evaluate(
-    job: Job, store: ResultsStore, progress: Callable[[str], None] | None
-) -> list[dict[str, Any]]:
+def _train(job: Job, store: ResultsStore,
+           progress: Callable[[str], None] | None) -> tuple[Any, Any, float]:
+    """The job's dataset, its trained model and its training wall time."""
     from benchmark.data import get_dataset
     from benchmark.training import train
 
@@ -180,7 +248,7 @@ def _train_and_evaluate(
         checkpoint_dir=checkpoint_dir,
         progress=_on_step(job, say),
     )
-    return _evaluate(job, data, model, time.perf_counter() - t0, progress)
+    return data, model, time.perf_counter() - t0
 
 
 def _checkpoint_dir(job: Job, store: ResultsStore, say: Callable[[str], None]) -> Path:
@@ -215,10 +283,33 @@ def _train_pack(jobs: list[Job], store: ResultsStore, progress: Callable[[str], 
     return data, models, time.perf_counter() - t0, strategy
 
 
+def evaluate_encoded(job: Job, store_root: str, codes: Any, train_seconds: float,
+                     provenance: dict[str, Any], elapsed: float) -> JobOutcome:
+    """What a pool worker of `benchmark.eval_pipeline` runs (and a model scored from its grid
+    tables outside a lane): `_evaluate` on the model's tables, then its rows written, or its
+    failure recorded; `elapsed` is the job's time before the hand-over."""
+    from benchmark.data import get_dataset
+    from benchmark.eval_pipeline import GridIndexed, table_model
+
+    store = ResultsStore(store_root)
+    t0 = time.perf_counter() - elapsed
+    with _job_threads(job):
+        try:
+            reset_peak_rss()
+            data = GridIndexed(get_dataset(job.dataset, job.dataset_source, job.data_dir))
+            rows = _evaluate(job, data, table_model(codes), train_seconds, None,
+                             device=codes.device, **provenance)
+            return _write(job, store, rows, t0)
+        except Exception as exc:  # noqa: BLE001 - this job's failure only
+            return _failed(job, store, exc, t0)
+
+
 def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
-              progress: Callable[[str], None] | None, **provenance: Any) -> list[dict[str, Any]]:
+              progress: Callable[[str], None] | None, device: str | None = None,
+              **provenance: Any) -> list[dict[str, Any]]:
     """The rows of a trained `model`: its training summary and every metric of `job.evaluation`;
-    `provenance` adds to the rows' provenance (a pack's size and strategy)."""
+    `provenance` adds to the rows' provenance (a pack's size and strategy); `device` is where it
+    trained when `model` is not that model (its grid tables)."""
     import torch
     from joblib import parallel_config
     from sklearn.exceptions import ConvergenceWarning
@@ -257,7 +348,8 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
             log.warning("%s: %s skipped: %s", job.job_id, r["metric"], r["skipped"])
             say(f"{job.job_id} {r['metric']} skipped: {r['skipped']}")
 
-    common = _common_columns(job, model.steps, train_seconds, getattr(model, "device", "cpu"))
+    device = device if device is not None else getattr(model, "device", "cpu")
+    common = _common_columns(job, model.steps, train_seconds, device)
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
     # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
@@ -298,6 +390,15 @@ def _common_columns(job: Job, steps: int, train_seconds: float, device: str) -> 
         "job_config": json.dumps(job.config(), sort_keys=True),
         "finished_at": now_utc(),
     }
+
+
+def _lookup_bytes(job: Job) -> int:
+    """The grid lookup's memory (`suite.LOOKUP_SHARE` of the job's), which the grid tables of
+    `benchmark.eval_pipeline` must fit too."""
+    from benchmark.metrics.suite import DEFAULT_LOOKUP_BYTES, LOOKUP_SHARE
+
+    memory = _memory_bytes(job)
+    return DEFAULT_LOOKUP_BYTES if memory is None else int(LOOKUP_SHARE * memory)
 
 
 def _memory_bytes(job: Job) -> int | None:

@@ -85,6 +85,14 @@ class Resources(_Strict):
     # work (one local worker, array task or Ray task, asking for the resources above). An
     # execution choice: no job or model id changes; rows say it in `provenance`.
     models_per_device: int = Field(1, gt=0)
+    # Evaluation off the device (`benchmark.eval_pipeline`): a unit's device encodes the factor
+    # grid once per model and a pool of `eval_workers` CPU processes (each with `cpus_per_job`
+    # threads) scores it while the device trains the next unit. "auto": on when training runs on
+    # CUDA (on a CPU, training and the fits would compete for the same cores). A pipelined Slurm or
+    # Ray unit asks for cpus_per_job x (1 + eval_workers) CPUs; locally the default pool is the
+    # worker's cores left after training (at least 1), on a cluster 1.
+    pipeline_eval: Literal["auto", "on", "off"] = "auto"
+    eval_workers: int | None = Field(None, gt=0)
     sbatch_extra: dict[str, Scalar] = {}
     # Cluster back-ends (benchmark/executors/slurm.py, ray.py):
     max_retries: int = Field(3, ge=0)  # Ray: retries of a job whose worker died; Slurm: requeues on timeout

@@ -9,6 +9,7 @@ driver died, and what makes a job that runs twice (a requeue racing a retry) har
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -42,13 +43,14 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def run_logged(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
-               where: str) -> list[JobOutcome]:
+               where: str, redirect: bool = True) -> list[JobOutcome]:
     """Runs one unit (a job or a pack) on a worker with its stdout/stderr and progress in
     `store.log_path(job_id)` of its first job; a pack's other jobs' logs point there.
 
     `job_fn` and `pack_fn` record their own failures; an exception that escapes them anyway is
     recorded here, since a remote driver learns about jobs only through the store. Its jobs run
-    under their leases (`run_unit`).
+    under their leases (`run_unit`). In a pipelined lane (`redirect` False) units overlap, so
+    file descriptors 1 and 2 stay the task's own; progress still goes to the job's log.
     """
     job = unit[0]
     log_path = store.log_path(job.job_id)
@@ -65,7 +67,7 @@ def run_logged(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
         def progress(message: str) -> None:
             log.write(f"{now_utc().isoformat()} {message}\n")
 
-        with _redirect_output(log):
+        with _redirect_output(log) if redirect else contextlib.nullcontext():
             try:
                 outcomes = run_unit(job_fn, pack_fn, unit, store, progress)
             except Exception as exc:  # noqa: BLE001 - recorded, the rest of the chunk goes on

@@ -6,7 +6,9 @@ what it started (`_close`); the shape follows submitit's `Executor`.
 
 A unit is one job, or a pack of jobs whose models train together on one device
 (`resources.models_per_device`, `benchmark.jobs.pack_units`): one worker, array task or Ray task
-runs it with `run_unit`, and it still ends in one outcome per job.
+runs it with `run_unit`, and it still ends in one outcome per job. A worker that holds one device
+may run its units as one pipelined lane (`lane_plan`, `run_units`, `take_units`;
+`benchmark.eval_pipeline`): the next unit trains while a pool of CPU processes scores the last.
 
 `run_unit` runs a unit's jobs under their leases in the store: a job that another driver of the
 same study is running (on this machine or another one sharing the results folder) is left out of
@@ -21,6 +23,7 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +35,7 @@ from tqdm import tqdm
 from benchmark.errors import UserError
 from benchmark.jobs import pack_units
 from benchmark.outcomes import FailureKind, JobOutcome, Status
-from benchmark.spec import Job
+from benchmark.spec import Job, Resources
 from benchmark.store import ResultsStore, describe_lease
 
 JobFn = Callable[[Job, ResultsStore, Callable[[str], None] | None], JobOutcome]
@@ -87,6 +90,51 @@ def run_unit(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store: ResultsStore,
         elif claimed:
             outcomes.update((o.job_id, o) for o in pack_fn(claimed, store, progress))
     return [outcomes[j.job_id] for j in unit]
+
+
+@dataclass(frozen=True)
+class LanePlan:
+    """How a worker runs its units as one pipelined lane (`benchmark.eval_pipeline.run_lane`):
+    the evaluation pool's processes and the threads of each (and of training)."""
+
+    eval_workers: int
+    threads: int
+
+
+def lane_plan(units: list[Unit], cores: int | None = None) -> LanePlan | None:
+    """The lane a worker holding one device runs `units` in, or None when their evaluation stays
+    on the device (`resources.pipeline_eval`, `eval_pipeline.wants_pipeline`); `cores`: the
+    worker's, where known (local), to size the pool."""
+    from benchmark.eval_pipeline import eval_workers, wants_pipeline
+
+    job = units[0][0]
+    res = Resources.model_validate(job.resources)
+    if not wants_pipeline(res, str(job.training.get("device", "auto"))):
+        return None
+    return LanePlan(eval_workers(res, cores), res.cpus_per_job)
+
+
+def run_units(run: Callable[[Unit], list[JobOutcome]], units: list[Unit], plan: LanePlan | None,
+              done: Callable[[list[JobOutcome]], None] | None = None) -> list[JobOutcome]:
+    """`run(unit)` for each of a worker's units in order (`run_unit`, or `run_logged` on a cluster),
+    pipelined as one lane when `plan` says so; `done(outcomes)` as each unit ends."""
+    if plan is not None:
+        from benchmark.eval_pipeline import run_lane
+
+        return run_lane(run, units, plan.eval_workers, plan.threads, done)
+    outcomes = []
+    for unit in units:
+        outcomes += (out := run(unit))
+        if done is not None:
+            done(out)
+    return outcomes
+
+
+def take_units(todo: deque[Unit], free: int, plan: LanePlan | None) -> list[Unit]:
+    """What a back-end launches next on one free worker (of `free`): one unit, or, pipelined, an
+    equal share of the queued units as one lane (the device idles only at a lane's ends)."""
+    count = 1 if plan is None else -(-len(todo) // max(1, free))
+    return [todo.popleft() for _ in range(min(count, len(todo)))]
 
 
 def unit_outcomes_after_death(store: ResultsStore, unit: Unit, reason: str, kind: FailureKind,

@@ -6,7 +6,9 @@ worker that dies (a signal, the OOM killer) costs only the jobs it was running (
 finished yet): the pool is rebuilt and the study continues. By default there is one worker per
 `resources.cpus_per_job` cores; each worker is given an equal share of the cores (for the metrics'
 fits), while a job (packed or not) trains with its own `cpus_per_job` threads whatever the number
-of workers (see `benchmark.allocator`).
+of workers (see `benchmark.allocator`). Pipelined (`resources.pipeline_eval`, a CUDA device), a
+worker runs a lane of units (`base.run_units`) with its evaluation pool, by default one worker
+holding the device and all the cores, and sends each unit's outcomes as it ends.
 
 Nothing the driver starts outlives it: the workers die with it (PR_SET_PDEATHSIG), and progress
 messages travel through a plain pipe (`multiprocessing.Queue`), not through a Manager's server
@@ -30,12 +32,16 @@ from benchmark.allocator import apply_worker_env, available_cores, die_with_pare
 from benchmark.executors.base import (
     Executor,
     JobFn,
+    LanePlan,
     PackFn,
     Unit,
     at_least_one,
     default_job_fn,
     default_pack_fn,
+    lane_plan,
     run_unit,
+    run_units,
+    take_units,
     unit_outcomes_after_death,
 )
 from benchmark.outcomes import FailureKind, JobOutcome
@@ -56,7 +62,7 @@ def _init_worker(cores: int, progress_queue: Any, driver: int) -> None:
     apply_worker_env(cores)  # the worker's share of the cores, before OpenMP starts
 
 
-def _send(message: str) -> None:
+def _send(message: str | tuple[int, list[JobOutcome]]) -> None:
     if _progress_queue is not None:
         try:
             _progress_queue.put_nowait(message)
@@ -64,8 +70,13 @@ def _send(message: str) -> None:
             pass
 
 
-def _run_in_worker(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store_root: str) -> list[JobOutcome]:
-    return run_unit(job_fn, pack_fn, unit, ResultsStore(store_root), _send)
+def _run_in_worker(job_fn: JobFn, pack_fn: PackFn, units: list[Unit], store_root: str,
+                   plan: LanePlan | None, lane: int) -> list[JobOutcome]:
+    """One unit, or a pipelined lane of units whose outcomes go to the driver as each unit ends
+    (tagged with the lane), not only when the lane does."""
+    store = ResultsStore(store_root)
+    done = None if plan is None else (lambda outcomes: _send((lane, outcomes)))  # type: ignore[arg-type]
+    return run_units(lambda unit: run_unit(job_fn, pack_fn, unit, store, _send), units, plan, done)
 
 
 class LocalExecutor(Executor):
@@ -82,15 +93,20 @@ class LocalExecutor(Executor):
     def _start(self, units: list[Unit], store: ResultsStore) -> None:
         apply_worker_env()  # glibc reads the malloc settings when a worker starts
         cores = available_cores()
-        if self.workers is None:
-            self.workers = max(1, cores // max(j.threads for unit in units for j in unit))
+        if self.workers is None:  # pipelined: one lane holds the device (and the cores)
+            self.workers = 1 if lane_plan(units) else max(
+                1, cores // max(j.threads for unit in units for j in unit))
         self.cores = max(1, cores // self.workers)  # each worker's share
+        self._plan = lane_plan(units, self.cores)
+        self._lanes = 0
+        self._reported: dict[int, set[str]] = {}  # lane -> jobs whose outcomes came early
+        self._early: list[JobOutcome] = []
         self._ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation is unsafe
         self._message: str | None = None
         self._store = store
         self._todo = deque(units)
-        # -> (unit, the pool it went to, when)
-        self._inflight: dict[Future, tuple[Unit, int, datetime]] = {}
+        # -> (its jobs, the pool it went to, when, its lane number)
+        self._inflight: dict[Future, tuple[Unit, int, datetime, int]] = {}
         self._pools = 0
         self._pool = self._new_pool()
 
@@ -100,25 +116,31 @@ class LocalExecutor(Executor):
     def _poll(self, timeout: float) -> list[JobOutcome]:
         assert self._pool is not None
         while self._todo and len(self._inflight) < self.workers:
-            unit = self._todo.popleft()
+            units = take_units(self._todo, self.workers - len(self._inflight), self._plan)
+            self._lanes += 1
             try:
-                future = self._pool.submit(_run_in_worker, self.job_fn, self.pack_fn, unit,
-                                           str(self._store.root))
+                future = self._pool.submit(_run_in_worker, self.job_fn, self.pack_fn, units,
+                                           str(self._store.root), self._plan, self._lanes)
             except BrokenProcessPool:  # a worker died between units: none was lost, start afresh
-                self._todo.appendleft(unit)
+                self._todo.extendleft(reversed(units))
                 self._replace_pool()
                 continue
-            self._inflight[future] = (unit, self._pools, now_utc())
+            self._reported[self._lanes] = set()
+            self._inflight[future] = ([j for u in units for j in u], self._pools, now_utc(),
+                                      self._lanes)
         if not self._inflight:  # every job left is running elsewhere
             time.sleep(timeout)
             return []
         finished, _ = wait(self._inflight, timeout=timeout, return_when=FIRST_COMPLETED)
         self._drain()
-        outcomes, broken = [], False
+        outcomes, broken = self._early, False
+        self._early = []
         for future in finished:
-            unit, pool, launched = self._inflight.pop(future)
+            jobs, pool, launched, lane = self._inflight.pop(future)
+            early = self._reported.pop(lane)
+            unit = [j for j in jobs if j.job_id not in early]
             try:
-                outcomes += future.result()
+                outcomes += [o for o in future.result() if o.job_id not in early]
             except BrokenProcessPool:
                 broken = broken or pool == self._pools  # not a pool replaced already
                 outcomes += unit_outcomes_after_death(
@@ -169,9 +191,17 @@ class LocalExecutor(Executor):
             self._messages = None
 
     def _drain(self) -> None:
-        """Keeps the newest progress message the workers sent."""
+        """Keeps the newest progress message the workers sent, and the outcomes a lane sent as
+        its units ended (one that comes after its lane's own result is already counted there)."""
         while True:
             try:
-                self._message = self._messages.get_nowait()
+                message = self._messages.get_nowait()
             except (queue.Empty, OSError, EOFError):
                 break
+            if isinstance(message, tuple):
+                lane, outcomes = message
+                if lane in self._reported:
+                    self._reported[lane].update(o.job_id for o in outcomes)
+                    self._early += outcomes
+            else:
+                self._message = message

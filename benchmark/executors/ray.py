@@ -24,15 +24,20 @@ from typing import Any
 
 from benchmark.allocator import worker_env
 from benchmark.errors import UserError
+from benchmark.eval_pipeline import unit_cpus
 from benchmark.executors._cluster import one_line, run_logged, study_resources
 from benchmark.executors.base import (
     Executor,
     JobFn,
+    LanePlan,
     PackFn,
     Unit,
     at_least_one,
     default_job_fn,
     default_pack_fn,
+    lane_plan,
+    run_units,
+    take_units,
     unit_outcomes_after_death,
 )
 from benchmark.outcomes import FailureKind, JobOutcome, Status
@@ -43,13 +48,17 @@ RAY_CLIENT_PORT = 10001
 GIB = 2**30
 
 
-def _ray_task(job_fn: JobFn, pack_fn: PackFn, unit: Unit, store_root: str) -> list[JobOutcome]:
-    """What a Ray worker runs for one unit (a job or a pack)."""
+def _ray_task(job_fn: JobFn, pack_fn: PackFn, units: list[Unit], store_root: str,
+              plan: LanePlan | None) -> list[JobOutcome]:
+    """What a Ray worker runs: one unit (a job or a pack), or, pipelined, a lane of units on its
+    GPU with its pool of CPU processes scoring (`benchmark.eval_pipeline`)."""
     import ray
 
     ctx = ray.get_runtime_context()
     where = f"ray node {ctx.get_node_id()[:12]} task {ctx.get_task_id()}"
-    return run_logged(job_fn, pack_fn, unit, ResultsStore(store_root), where)
+    store = ResultsStore(store_root)
+    return run_units(lambda unit: run_logged(job_fn, pack_fn, unit, store, where,
+                                             redirect=plan is None), units, plan)
 
 
 def parse_address(address: str) -> tuple[str, int] | None:
@@ -211,7 +220,7 @@ class RayExecutor(Executor):
         """A request no node can meet would wait forever: refuse it now, in one line."""
         import ray
 
-        want = {"CPU": float(res.cpus_per_job), "GPU": float(res.gpus_per_job),
+        want = {"CPU": float(unit_cpus(res)), "GPU": float(res.gpus_per_job),
                 "memory": res.mem_gb * GIB}
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         if any(all(node.get(k, 0.0) >= v for k, v in want.items() if v) for node in nodes):
@@ -219,7 +228,7 @@ class RayExecutor(Executor):
         best = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
         have = (f"{best.get('CPU', 0):g} CPUs, {best.get('GPU', 0):g} GPUs, "
                 f"{best.get('memory', 0) / GIB:.1f} GB memory")
-        raise UserError(f"no Ray node can run a job asking for {res.cpus_per_job} CPUs, "
+        raise UserError(f"no Ray node can run a job asking for {unit_cpus(res)} CPUs, "
                         f"{res.gpus_per_job} GPUs and {res.mem_gb:g} GB memory (the largest has "
                         f"{have}); change resources in the spec")
 
@@ -231,11 +240,19 @@ class RayExecutor(Executor):
 
         self._check_feasible(res)
         remote = ray.remote(_ray_task)
-        options = {"num_cpus": res.cpus_per_job, "num_gpus": res.gpus_per_job,
+        options = {"num_cpus": unit_cpus(res), "num_gpus": res.gpus_per_job,
                    "memory": int(res.mem_gb * GIB), "max_retries": res.max_retries,
                    "retry_exceptions": False}
-        self._launch = lambda unit: remote.options(name=f"benchmark:{unit[0].job_id}", **options).remote(
-            self.job_fn, self.pack_fn, unit, str(store.root))
+        # Pipelined, a task is a lane holding one GPU (and its pool's CPUs): as many lanes as
+        # the cluster has GPUs for (or --max-running), each an equal share of the units.
+        self._plan = lane_plan(units)
+        self._lanes = self.max_running or (None if self._plan is None else max(1, int(
+            sum(n.get("Resources", {}).get("GPU" if res.gpus_per_job else "CPU", 0.0)
+                for n in ray.nodes() if n.get("Alive"))
+            // (res.gpus_per_job or unit_cpus(res)))))
+        self._launch = lambda units: remote.options(
+            name=f"benchmark:{units[0][0].job_id}", **options).remote(
+            self.job_fn, self.pack_fn, units, str(store.root), self._plan)
         self._store = store
         self._res = res
         self._todo = deque(units)
@@ -247,9 +264,9 @@ class RayExecutor(Executor):
     def _poll(self, timeout: float) -> list[JobOutcome]:
         import ray
 
-        while self._todo and (self.max_running is None or len(self._inflight) < self.max_running):
-            unit = self._todo.popleft()
-            self._inflight[self._launch(unit)] = (unit, now_utc())
+        while self._todo and (self._lanes is None or len(self._inflight) < self._lanes):
+            units = take_units(self._todo, (self._lanes or 1) - len(self._inflight), self._plan)
+            self._inflight[self._launch(units)] = ([j for u in units for j in u], now_utc())
         if not self._inflight:  # every job left is running elsewhere
             time.sleep(timeout)
             return []

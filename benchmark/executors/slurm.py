@@ -32,6 +32,7 @@ from typing import Any
 
 from benchmark.allocator import worker_env
 from benchmark.errors import UserError
+from benchmark.eval_pipeline import unit_cpus
 from benchmark.executors._cluster import (
     StoreFollower,
     chunks,
@@ -47,6 +48,8 @@ from benchmark.executors.base import (
     at_least_one,
     default_job_fn,
     default_pack_fn,
+    lane_plan,
+    run_units,
 )
 from benchmark.outcomes import FailureKind, JobOutcome, Status
 from benchmark.spec import Resources
@@ -71,7 +74,11 @@ class SlurmChunk:
                 if "SLURM_ARRAY_JOB_ID" in env else env.get("SLURM_JOB_ID", "?"))
         where = (f"slurm task {task} (job {env.get('SLURM_JOB_ID', '?')}, "
                  f"restart {env.get('SLURM_RESTART_COUNT', '0')})")
-        return [outcome for unit in units for outcome in run_logged(job_fn, pack_fn, unit, store, where)]
+        # A task holds one GPU and its CPUs: pipelined (`resources.pipeline_eval`), its units form
+        # one lane, the next pack training while a pool of CPU processes scores the last one.
+        plan = lane_plan(units)
+        return run_units(lambda unit: run_logged(job_fn, pack_fn, unit, store, where,
+                                                 redirect=plan is None), units, plan)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from submitit.helpers import DelayedSubmission
@@ -316,7 +323,7 @@ class SlurmExecutor(Executor):
         params: dict[str, Any] = {
             "name": job_name(study),
             "timeout_min": res.time_minutes,
-            "cpus_per_task": res.cpus_per_job,
+            "cpus_per_task": unit_cpus(res),  # + the evaluation pool's when pipelined
             "mem_gb": res.mem_gb,
             "slurm_setup": setup,
             # Slurm sends USR2 this long before the time limit, so submitit can requeue the task.

@@ -32,8 +32,8 @@ class PosteriorUnavailable(UserError):
 
 
 # Codes the interventional metrics (BetaVAE, FactorVAE) hold at once by default (the suite takes a
-# share of the job's memory): raw pixels (D = 4,096; 12,288 in colour) would otherwise need 20 GB
-# (60 GB) for BetaVAE's 2 x 640,000 rows.
+# share of the job's memory): raw pixels (D = 4,096; 12,288 in colour) would otherwise need 21 GB
+# (63 GB) for each of BetaVAE's two arrays of 640,000 rows.
 CHUNK_BYTES = 256 * 2**20
 # The lookup table grows in blocks of this size, so it takes memory as codes come, not its budget.
 BLOCK_BYTES = 64 * 2**20

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from benchmark.errors import UserError
 from benchmark.schema import COLUMNS, JOB_COLUMNS
+from benchmark.store import ResultsStore
 
 # The results-row contract's columns (benchmark/schema.py); any other column is a hyperparameter.
 CONTRACT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
@@ -239,12 +240,9 @@ def wide(df: pd.DataFrame) -> pd.DataFrame:
 
 def load_failures(study_dir: str | Path) -> pd.DataFrame:
     """The study's ``failures/*.json`` as a DataFrame (job_id, kind, reason, failed_at), sorted
-    by job id; empty when there are none. Unreadable files are listed with kind ``unreadable``."""
-    rows = []
-    for f in sorted(Path(study_dir, "failures").glob("*.json")):
-        try:
-            rec = json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            rec = {"job_id": f.stem, "kind": "unreadable", "reason": f"{type(e).__name__}: {e}"}
-        rows.append({k: rec.get(k) for k in ("job_id", "kind", "reason", "failed_at")})
+    by job id; empty when there are none. Read by the store (`ResultsStore.failures`), as
+    ``benchmark status`` reads them: an unreadable record is kind ``error``, reason "unreadable
+    failure record"."""
+    rows = [{"job_id": rec.get("job_id", job_id), **{k: rec.get(k) for k in ("kind", "reason", "failed_at")}}
+            for job_id, rec in ResultsStore(study_dir).failures().items()]
     return pd.DataFrame(rows, columns=["job_id", "kind", "reason", "failed_at"])

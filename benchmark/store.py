@@ -479,10 +479,13 @@ class ResultsStore:
             return out
         for p in sorted(self.failures_dir.glob("*.json")):
             try:
-                out[p.stem] = json.loads(p.read_text())
-            except (OSError, json.JSONDecodeError):
-                out[p.stem] = {"job_id": p.stem, "reason": "unreadable failure record",
-                               "kind": FailureKind.ERROR.value}
+                record = json.loads(p.read_text())
+            except (OSError, ValueError):  # also bytes that are not UTF-8
+                record = None
+            if not isinstance(record, dict):
+                record = {"job_id": p.stem, "reason": "unreadable failure record",
+                          "kind": FailureKind.ERROR.value}
+            out[p.stem] = record
         return out
 
     def status(self, job_ids: Iterable[str]) -> StoreStatus:

@@ -173,6 +173,10 @@ class TrainedModel:
                     out.append(z.float().cpu().numpy())
             return np.concatenate(out)
 
+        # No noise of its own: the codes depend on each call's observations only, so the metrics may
+        # encode BetaVAE's paired batches in pieces (`sampling.FactorEncoder.pairs`).
+        represent_fn.deterministic = kind == "mean" or (
+            type(self.system).sample is System.sample and not self.has_posterior)
         return represent_fn
 
     @property

@@ -408,3 +408,21 @@ def test_figures_skip_an_unreadable_rows_file_with_one_line(tmp_path):
     assert "skipped 1 unreadable rows files" in rep.summary()
     assert sum(str(bad) in line for line in lines) == 1
     assert bad.name in rep.index.read_text()
+
+
+def test_failures_are_read_as_the_store_reads_them(tmp_path):
+    from benchmark.outcomes import FailureKind
+    from benchmark.store import ResultsStore
+
+    (tmp_path / "failures").mkdir()
+    (tmp_path / "failures" / "a.json").write_text(json.dumps(
+        {"job_id": "a", "kind": "diverged", "reason": "nan", "failed_at": "2026-01-01T00:00:00Z"}))
+    (tmp_path / "failures" / "b.json").write_text("{cut sh")
+    (tmp_path / "failures" / "c.json").write_bytes(b"\xff\xfe not text")
+    (tmp_path / "failures" / "d.json").write_text("[1, 2]")
+    df = load.load_failures(tmp_path)
+    store = ResultsStore(tmp_path).failures()
+    assert list(df.job_id) == sorted(store) == ["a", "b", "c", "d"]
+    assert list(df.kind) == [store[j]["kind"] for j in df.job_id] == ["diverged"] + ["error"] * 3
+    assert set(df.kind) <= {k.value for k in FailureKind}
+    assert list(df.reason)[1:] == ["unreadable failure record"] * 3

@@ -278,3 +278,18 @@ def test_the_tiny_spec_trains_on_ray_end_to_end(head, write_spec, tmp_path):
                      "--results", str(results), "--quiet", "--no-figures"]) == 0
     rows = ResultsStore(results / "tinyray").read_rows().to_pandas()
     assert rows["job_id"].nunique() == 4 and set(rows["metric"]) >= {"train", "mig"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _training_available(), reason="training/models not merged into this branch")
+def test_rows_on_ray_are_bitwise_those_of_one_local_worker(head, write_spec, tmp_path):
+    # The spec of the local comparison (--workers 1 vs 2), with 1 GB per job: whatever runs a job
+    # (a Ray worker here), its rows are the same bits.
+    from rowtools import assert_same_rows, run_cli
+    from test_robustness import SPEC
+
+    spec = write_spec({**SPEC, "resources": {"mem_gb": 1}})
+    local = run_cli(spec, tmp_path / "local", "--workers", "1")
+    on_ray = run_cli(spec, tmp_path / "ray", "--executor", "ray", "--ray-address", head)
+    assert set(local.metric) == {"train", "mig", "sap"} and local.job_id.nunique() == 2
+    assert_same_rows(local, on_ray)

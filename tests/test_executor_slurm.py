@@ -367,3 +367,22 @@ def test_real_training_preempted_on_slurm_resumes_from_its_checkpoint(write_spec
     first, resumed = log.split("restart 1)")  # the job's log: attempt 1, then the requeued one
     steps = [int(s.split("/")[0]) for s in resumed.split("step ")[1:]]
     assert steps and min(steps) > at >= 60, (at, steps)  # no step before the checkpoint again
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _training_available(), reason="training/models not merged into this branch")
+def test_rows_on_slurm_are_bitwise_those_of_one_local_worker(write_spec, tmp_path):
+    # The spec of the local comparison (--workers 1 vs 2), both jobs in one array task (one
+    # process runs them one after the other): whatever runs a job, its rows are the same bits.
+    from rowtools import assert_same_rows, run_cli
+    from test_robustness import SPEC
+
+    name = f"same{os.getpid()}"
+    spec = write_spec({**SPEC, "study": name, "resources": {"mem_gb": 1, "jobs_per_task": 2}})
+    local = run_cli(spec, tmp_path / "local", "--workers", "1")
+    try:
+        on_slurm = run_cli(spec, tmp_path / "slurm", "--executor", "slurm")
+    finally:  # never leave this test's jobs behind in the shared queue
+        subprocess.run(["scancel", "-n", f"benchmark-{name}"], capture_output=True)
+    assert set(local.metric) == {"train", "mig", "sap"} and local.job_id.nunique() == 2
+    assert_same_rows(local, on_slurm)

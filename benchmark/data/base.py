@@ -17,7 +17,8 @@ class GroundTruthData:
     """Base class of every dataset.
 
     Subclasses set the attributes below in ``__init__`` and implement ``_observations(factors, rng)``,
-    which receives validated int64 factors and a random state (Generator or RandomState).
+    which receives validated int64 factors and a random state (Generator or RandomState). One that
+    draws from the state may implement ``_skip(factors, rng)``: the same draws without the images.
 
     Attributes:
         name: registry name (e.g. ``"dsprites_full"``).
@@ -83,6 +84,11 @@ class GroundTruthData:
             obs = obs.astype(np.float32)
         return obs
 
+    def skip_observations(self, factors: np.ndarray, rng: RandomLike) -> None:
+        """Advance ``rng`` exactly as `sample_observations_from_factors` (same factors) would, keeping
+        no image: a later batch then gets the noise it gets when everything before it is rendered."""
+        self._skip(self.state_space.validate_factors(factors), as_rng(rng))
+
     def sample(self, n: int, rng: RandomLike) -> tuple[np.ndarray, np.ndarray]:
         """(factors, observations) for n uniform draws; one random state serves both, in that order."""
         state = as_rng(rng)
@@ -94,6 +100,9 @@ class GroundTruthData:
 
     def _observations(self, factors: np.ndarray, rng) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _skip(self, factors: np.ndarray, rng) -> None:
+        self._observations(factors, rng)  # exact for any dataset; a variant may draw without rendering
 
     def __repr__(self) -> str:
         return (

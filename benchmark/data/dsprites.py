@@ -68,13 +68,25 @@ class DSprites(GroundTruthData):
         self.source = source
         self.provenance = dict(provenance or {"renderer": dsprites_render.RENDERER_VERSION})
 
-    def sprites(self, factors: np.ndarray, rng) -> np.ndarray:
-        """Binary sprites uint8 (n, 64, 64); draws dlib's size-1 colour factor first to keep its RNG order."""
-        integers(rng, 1, len(factors))
-        return self._sprites(factors)
+    def draw(self, n: int, rng) -> Any:
+        """The random part of ``n`` observations, drawn in dlib's order: its size-1 colour factor
+        first (which takes nothing from the stream), then the variant's own draws (`_draw`)."""
+        integers(rng, 1, n)
+        return self._draw(n, rng)
+
+    def _draw(self, n: int, rng) -> Any:
+        return None  # plain dSprites: an observation is its sprite
+
+    def _paint(self, sprites: np.ndarray, drawn: Any) -> np.ndarray:
+        """Observations float32 (n, C, 64, 64) from the binary sprites uint8 (n, 64, 64) and `draw`'s result."""
+        return sprites[:, None].astype(np.float32)
 
     def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
-        return self.sprites(factors, rng)[:, None].astype(np.float32)
+        drawn = self.draw(len(factors), rng)  # rendering a sprite draws nothing: same stream as dlib
+        return self._paint(self._sprites(factors), drawn)
+
+    def _skip(self, factors: np.ndarray, rng) -> None:
+        self.draw(len(factors), rng)  # the draws without the sprites and the painting
 
 
 class ColorDSprites(DSprites):
@@ -84,10 +96,11 @@ class ColorDSprites(DSprites):
     observation_shape = (3, 64, 64)
     deterministic = False
 
-    def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
-        x = self.sprites(factors, rng).astype(np.float32)
-        color = uniform(rng, 0.5, 1.0, (len(factors), 1, 1, 3))  # dlib's NHWC draw
-        return x[:, None] * color.transpose(0, 3, 1, 2).astype(np.float32)
+    def _draw(self, n: int, rng) -> np.ndarray:
+        return uniform(rng, 0.5, 1.0, (n, 1, 1, 3))  # dlib's NHWC draw
+
+    def _paint(self, sprites: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+        return sprites.astype(np.float32)[:, None] * drawn.transpose(0, 3, 1, 2).astype(np.float32)
 
 
 class NoisyDSprites(DSprites):
@@ -97,10 +110,12 @@ class NoisyDSprites(DSprites):
     observation_shape = (3, 64, 64)
     deterministic = False
 
-    def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
-        x = self.sprites(factors, rng).astype(np.float32)
-        noise = uniform(rng, 0.0, 1.0, (len(factors), 64, 64, 3)).transpose(0, 3, 1, 2)
-        return np.minimum(x[:, None] + noise, 1.0).astype(np.float32)
+    def _draw(self, n: int, rng) -> np.ndarray:
+        return uniform(rng, 0.0, 1.0, (n, 64, 64, 3))
+
+    def _paint(self, sprites: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+        noise = drawn.transpose(0, 3, 1, 2)
+        return np.minimum(sprites.astype(np.float32)[:, None] + noise, 1.0).astype(np.float32)
 
 
 class ScreamDSprites(DSprites):
@@ -122,15 +137,23 @@ class ScreamDSprites(DSprites):
             raise ValueError(f"scream texture must be (H, W, 3) with H, W > 64, got {texture.shape}")
         self.texture = texture
 
-    def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
-        x = self.sprites(factors, rng)
+    def _draw(self, n: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Crop rows, crop columns and colours (n, 3): per image, in dlib's order row, column, colour."""
         h, w = self.texture.shape[:2]
-        out = np.empty((len(factors), 3, 64, 64), dtype=np.float32)
-        for i in range(len(factors)):  # per image, in dlib's RNG order: row, column, colour
-            r = integers(rng, h - 64)
-            c = integers(rng, w - 64)
-            background = (self.texture[r : r + 64, c : c + 64] + uniform(rng, 0.0, 1.0, 3)) / 2.0
-            mask = x[i].astype(bool)
+        rows, cols = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        colours = np.empty((n, 3))
+        for i in range(n):
+            rows[i] = integers(rng, h - 64)
+            cols[i] = integers(rng, w - 64)
+            colours[i] = uniform(rng, 0.0, 1.0, 3)
+        return rows, cols, colours
+
+    def _paint(self, sprites: np.ndarray, drawn: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        rows, cols, colours = drawn
+        out = np.empty((len(sprites), 3, 64, 64), dtype=np.float32)
+        for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+            background = (self.texture[r : r + 64, c : c + 64] + colours[i]) / 2.0
+            mask = sprites[i].astype(bool)
             background[mask] = 1.0 - background[mask]
             out[i] = background.transpose(2, 0, 1)
         return out

@@ -3,8 +3,8 @@
 A training point: pick a factor k uniformly, draw two batches of ``batch_size`` factor vectors that
 agree on factor k, feature = mean over the batch of |r(x1) − r(x2)|, label = k. A
 `LogisticRegression` (sklearn defaults) predicts k; keys train_accuracy, eval_accuracy.
-All batches are drawn at once and encoded in large chunks (same distribution as dlib's loop); when
-codes depend on the factors only, in chunks of points that bound memory (`sampling.points_at_once`).
+All batches' factors are drawn at once (same distribution as dlib's loop) and encoded in pieces of
+points that bound memory (`sampling.encoded_pairs`: the codes of encoding everything at once).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from benchmark.metrics.sampling import points_at_once
+from benchmark.metrics.sampling import encoded_pairs
 
 
 def beta_vae_from_features(train_points, train_labels, eval_points, eval_labels,
@@ -33,13 +33,14 @@ def features(sample_factors, encode, num_factors: int, rng: np.random.Generator,
     fixed = np.repeat(labels, batch_size)
     rows = np.arange(len(f1))
     f2[rows, fixed] = f1[rows, fixed]
-    step = points_at_once(encode, num_points, 2 * batch_size)
-    out = []
-    for start in range(0, num_points, step):
-        part = slice(start * batch_size, min(start + step, num_points) * batch_size)
-        c1, c2 = encode(f1[part]), encode(f2[part])
-        out.append(np.abs(c1 - c2).reshape(-1, batch_size, c1.shape[1]).mean(axis=1))
-    return np.concatenate(out), labels
+    out, done = None, 0
+    for c1, c2 in encoded_pairs(encode, f1, f2, batch_size):
+        part = np.abs(c1 - c2).reshape(-1, batch_size, c1.shape[1]).mean(axis=1)
+        if out is None:  # filled piece by piece: (num_points, D) once, not the pieces as well
+            out = np.empty((num_points, part.shape[1]), dtype=part.dtype)
+        out[done:done + len(part)] = part
+        done += len(part)
+    return out, labels
 
 
 def intervene(sample_factors, encode, factor_sizes, rng, *, seed=0, n_jobs=1, batch_size=64,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.metrics.sampling import points_at_once
+from benchmark.metrics.sampling import encoded_chunks
 
 
 def votes_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> dict[str, float]:
@@ -32,11 +32,9 @@ def votes(sample_factors, encode, num_factors: int, rng: np.random.Generator, ba
     f = sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, -1)
     p = np.arange(num_points)
     f[p, :, labels] = f[p, 0, labels][:, None]
-    step = points_at_once(encode, num_points, batch_size)  # chunks only where order is free
-    best = []
-    for start in range(0, num_points, step):
-        chunk = f[start:start + step]
-        codes = encode(chunk.reshape(len(chunk) * batch_size, -1)).reshape(len(chunk), batch_size, -1)
+    best = []  # codes in pieces of points that bound memory, the codes of one call on all
+    for codes in encoded_chunks(encode, f.reshape(num_points * batch_size, -1), batch_size):
+        codes = codes.reshape(-1, batch_size, codes.shape[1])
         local = np.var(codes[:, :, active], axis=1, ddof=1)
         best.append(np.argmin(local / global_variances[active], axis=1))
     best = np.concatenate(best)

@@ -4,14 +4,17 @@ Encoding dominates the protocol's cost (dlib re-samples and re-encodes per metri
 calls per representation). Here every metric that needs (codes, factors) pairs slices one shared pool,
 and for a noise-free dataset with an enumerable factor grid and a deterministic representation the
 grid is encoded once and codes are looked up, which gives exactly the codes the protocol would get.
+The interventional metrics take their codes piece by piece (`FactorEncoder.chunks`, `.pairs`), within
+a memory budget, each piece the codes encoding everything at once gives (docs/robustness.md).
 The posterior metrics (``mig_exact``...) encode the whole grid to Gaussian parameters
 (`encode_grid_posterior`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from math import prod
+import copy
+from collections.abc import Callable, Iterator
+from math import lcm, prod
 
 import numpy as np
 
@@ -28,8 +31,9 @@ class PosteriorUnavailable(UserError):
     a dataset whose grid is noisy or too large. The suite records a skip, not a failure."""
 
 
-# Codes the interventional metrics (BetaVAE, FactorVAE) hold at once when the order of encoding
-# cannot change a code: raw pixels (D = 4,096) would otherwise need ~10 GB per 640,000-row batch.
+# Codes the interventional metrics (BetaVAE, FactorVAE) hold at once by default (the suite takes a
+# share of the job's memory): raw pixels (D = 4,096; 12,288 in colour) would otherwise need 21 GB
+# (63 GB) for each of BetaVAE's two arrays of 640,000 rows.
 CHUNK_BYTES = 256 * 2**20
 # The lookup table grows in blocks of this size, so it takes memory as codes come, not its budget.
 BLOCK_BYTES = 64 * 2**20
@@ -38,16 +42,23 @@ BLOCK_BYTES = 64 * 2**20
 class FactorEncoder:
     """Maps factor rows (n, K) to codes (n, D) float64: render + represent in batches, or keyed.
 
-    Keyed (`use_grid`): the codes are a function of the factor combination (noise-free data, a
-    deterministic representation), so combinations are rendered with a throwaway generator and
-    encoded codes are kept in a table, up to a memory budget, and looked up.
+    Direct (the default): rows are rendered from ``rng`` and represented ``batch_size`` at a time,
+    each call's batches counted from its first row. Keyed (`use_grid`): the codes are a function of
+    the factor combination (noise-free data, a deterministic representation), so combinations are
+    rendered with a throwaway generator and encoded codes are kept in a table, up to a memory
+    budget, and looked up. ``chunk_bytes`` bounds the codes `chunks` and `pairs` hand out at once
+    (default `CHUNK_BYTES`). A ``represent`` with a true ``deterministic`` attribute declares that
+    its codes depend on each batch's observations only, not on earlier calls (no noise of its own).
     """
 
-    def __init__(self, data, represent: Represent, rng: np.random.Generator, batch_size: int = 256):
+    def __init__(self, data, represent: Represent, rng: np.random.Generator, batch_size: int = 256,
+                 chunk_bytes: int | None = None):
         self.data = data
         self.represent = represent
         self.rng = rng
         self.batch_size = int(batch_size)
+        self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        self.stateless = bool(getattr(represent, "deterministic", False))
         self.factor_sizes = tuple(int(s) for s in data.factor_sizes)
         self.encoded = 0  # observations rendered and encoded so far
         self.code_dim: int | None = None  # D, once something was encoded
@@ -74,7 +85,9 @@ class FactorEncoder:
         return slot + sum(b.nbytes for b in self._blocks)
 
     def _render_encode(self, factors: np.ndarray, rng) -> np.ndarray:
-        out = []
+        if not len(factors):
+            raise UserError("no factor rows to encode")
+        out = None  # filled batch by batch: never the batches and their concatenation at once
         for start in range(0, len(factors), self.batch_size):
             chunk = factors[start:start + self.batch_size]
             obs = self.data.sample_observations_from_factors(chunk, rng)
@@ -85,9 +98,21 @@ class FactorEncoder:
             elif codes.shape[1] != self.code_dim:
                 raise UserError(f"the representation returned {codes.shape[1]} dimensions, "
                                 f"earlier {self.code_dim}")
-            out.append(codes)
+            if out is None:
+                out = np.empty((len(factors), self.code_dim), dtype=codes.dtype)
+            out[start:start + len(chunk)] = codes
             self.encoded += len(chunk)
-        return np.concatenate(out, axis=0)
+        return out
+
+    def _skip(self, factors: np.ndarray, rng) -> None:
+        """Move ``rng`` past rendering ``factors`` in the batches `_render_encode` would use."""
+        skip = getattr(self.data, "skip_observations", None)
+        for start in range(0, len(factors), self.batch_size):
+            chunk = factors[start:start + self.batch_size]
+            if skip is not None:
+                skip(chunk, rng)
+            else:  # a dataset without the method: render and drop
+                self.data.sample_observations_from_factors(chunk, rng)
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         factors = np.asarray(factors, dtype=np.int64)
@@ -149,24 +174,92 @@ class FactorEncoder:
         self._slot = np.full(size, -1, dtype=np.int32 if size < 2**31 else np.int64)
         self._budget = int(budget_bytes)
 
-    def points_at_once(self, num_points: int, rows_per_point: int) -> int:
-        """How many points (groups of ``rows_per_point`` factor rows) to encode together: all of
-        them, unless keyed (then order cannot change a code) and their codes exceed `CHUNK_BYTES`."""
-        if not self.keyed or num_points <= 1:
+    def chunks(self, factors: np.ndarray, rows_per_point: int) -> Iterator[np.ndarray]:
+        """The codes of ``factors`` (whole points of ``rows_per_point`` rows) piece by piece, at most
+        ``chunk_bytes`` each (one point at least): bitwise the codes of one call on all of them.
+
+        Direct pieces are whole encoder batches, so the same batches are rendered from the same
+        random state and represented in the same order as in one call."""
+        factors = np.asarray(factors, dtype=np.int64)
+        n = len(factors) // rows_per_point
+        start = 0
+        while start < n:
+            step = self._step(n - start, rows_per_point, 1)
+            yield self(factors[start * rows_per_point:(start + step) * rows_per_point])
+            start += step
+
+    def pairs(self, first: np.ndarray, second: np.ndarray,
+              rows_per_point: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(codes of ``first``, codes of ``second``) piece by piece for the same points, bitwise
+        ``self(first)`` then ``self(second)``: what BetaVAE needs to pair its batches.
+
+        Direct, the second array's images take the random state that rendering all of ``first``
+        leaves: the state is copied for ``first``'s pieces, and moved past it
+        (`GroundTruthData.skip_observations`) for ``second``'s. Then the representation sees the
+        same batches in another order, so pieces are cut only for a representation that declares
+        itself deterministic; one with noise of its own gets both arrays whole."""
+        first, second = (np.asarray(f, dtype=np.int64) for f in (first, second))
+        n = len(first) // rows_per_point
+        if not self.keyed:
+            if not self.stateless:
+                yield self(first), self(second)
+                return
+            if self.code_dim is None:
+                self._learn_code_dim()
+        step = self._step(n, rows_per_point, 2)
+        if step >= n:
+            yield self(first), self(second)
+            return
+        ahead = None if self.keyed else copy.deepcopy(self.rng)
+        if ahead is not None:
+            self._skip(first, self.rng)
+        for start in range(0, n, step):
+            part = slice(start * rows_per_point, min(start + step, n) * rows_per_point)
+            if ahead is None:
+                yield self(first[part]), self(second[part])
+            else:
+                yield self._render_encode(first[part], ahead), self._render_encode(second[part], self.rng)
+
+    def _step(self, num_points: int, rows_per_point: int, arrays: int) -> int:
+        """Points per piece: codes of ``arrays`` arrays within ``chunk_bytes``; direct, a multiple
+        of the points that fill whole encoder batches (the first piece, before D is known, one)."""
+        if num_points <= 1:
             return num_points
-        if self.code_dim is None:  # learn D from one combination (it is kept for later)
-            self(np.zeros((1, len(self.factor_sizes)), dtype=np.int64))
-        point_bytes = rows_per_point * self.code_dim * np.dtype(np.float64).itemsize
-        return max(1, min(num_points, CHUNK_BYTES // point_bytes))
+        unit = 1 if self.keyed else lcm(self.batch_size, rows_per_point) // rows_per_point
+        if self.code_dim is None:
+            if not self.keyed:
+                return min(num_points, unit)
+            self(np.zeros((1, len(self.factor_sizes)), dtype=np.int64))  # kept for later
+        point_bytes = arrays * rows_per_point * self.code_dim * np.dtype(np.float64).itemsize
+        fit = max(unit, self.chunk_bytes // point_bytes // unit * unit)
+        return min(num_points, fit)
+
+    def _learn_code_dim(self) -> None:
+        """D from one observation rendered with a throwaway generator (``self.rng`` untouched);
+        only for a deterministic representation, which a call cannot change."""
+        factors = np.zeros((1, len(self.factor_sizes)), dtype=np.int64)
+        raw = np.asarray(self.represent(
+            self.data.sample_observations_from_factors(factors, np.random.default_rng(0))))
+        self.code_dim, self._native = checked_codes(raw, 1).shape[1], raw.dtype
 
 
-def points_at_once(encode: Callable[[np.ndarray], np.ndarray], num_points: int,
-                   rows_per_point: int) -> int:
-    """`FactorEncoder.points_at_once` for an encoder, else all points (a plain function's order of
-    calls may matter)."""
+def encoded_chunks(encode: Callable[[np.ndarray], np.ndarray], factors: np.ndarray,
+                   rows_per_point: int) -> Iterator[np.ndarray]:
+    """`FactorEncoder.chunks` for an encoder; a plain function's codes in one piece."""
     if isinstance(encode, FactorEncoder):
-        return encode.points_at_once(num_points, rows_per_point)
-    return num_points
+        yield from encode.chunks(factors, rows_per_point)
+    else:
+        yield encode(factors)
+
+
+def encoded_pairs(encode: Callable[[np.ndarray], np.ndarray], first: np.ndarray, second: np.ndarray,
+                  rows_per_point: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`FactorEncoder.pairs` for an encoder; a plain function's codes in one piece (first, second)."""
+    if isinstance(encode, FactorEncoder):
+        yield from encode.pairs(first, second, rows_per_point)
+    else:
+        codes = encode(first)
+        yield codes, encode(second)
 
 
 def checked_codes(codes, n: int) -> np.ndarray:

@@ -41,9 +41,11 @@ from benchmark.metrics.shared import shared_work
 MAX_GRID = 2_000_000  # grid rows we keep a code table for (dSprites: 737,280)
 # The grid lookup's table may take this share of the job's memory (``memory_bytes``), or
 # DEFAULT_LOOKUP_BYTES when none is given: the rest is the model, the data, the sample pool and the
-# metrics' working arrays (bounded by `sampling.CHUNK_BYTES` when keyed).
+# metrics' working arrays. The interventional metrics hold CHUNK_SHARE of it in codes at once
+# (`sampling.CHUNK_BYTES` when none is given; a few times that with their temporaries).
 LOOKUP_SHARE = 0.25
 DEFAULT_LOOKUP_BYTES = 2 * 2**30
+CHUNK_SHARE = 1 / 32
 POSTERIOR = "posterior"  # the representation column of the posterior metrics' rows
 
 
@@ -63,7 +65,8 @@ def evaluate(data, represents: Mapping[str, Callable[[np.ndarray], np.ndarray]],
     ``gaussian(observations) -> (mean, logvar)`` is the model's posterior, for the posterior
     metrics (rows with representation "posterior"; skipped rows carry a "skipped" reason).
     ``memory_bytes``: the memory this evaluation may use; the grid lookup keeps codes in
-    `LOOKUP_SHARE` of it and encodes the rest directly (the same codes: results never depend on it).
+    `LOOKUP_SHARE` of it and encodes the rest directly, and BetaVAE and FactorVAE encode in pieces
+    of `CHUNK_SHARE` of it (the same codes: results never depend on it).
     """
     names = default_metrics() if metrics is None else list(metrics)
     for name in list(names) + list(overrides or {}):
@@ -82,12 +85,14 @@ def evaluate(data, represents: Mapping[str, Callable[[np.ndarray], np.ndarray]],
     params = {n: METRICS[n].params((overrides or {}).get(n)) for n in names + posterior}
     lookup_bytes = (DEFAULT_LOOKUP_BYTES if memory_bytes is None
                     else int(LOOKUP_SHARE * memory_bytes))
+    chunk_bytes = None if memory_bytes is None else int(CHUNK_SHARE * memory_bytes)
     sample_metrics = [n for n in names if METRICS[n].needs_samples]
     total, done, rows = len(names) * len(represents) + len(posterior), 0, []
     for rep_name, represent in represents.items() if names else ():
         with shared_work():
             rng = np.random.default_rng(seed)
-            encoder = FactorEncoder(data, represent, rng, batch_size=encode_batch_size)
+            encoder = FactorEncoder(data, represent, rng, batch_size=encode_batch_size,
+                                    chunk_bytes=chunk_bytes)
             t0 = time.perf_counter()
             if _want_grid(lookup, data, represent, params):
                 encoder.use_grid(lookup_bytes)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import compare, distributions, downstream, heatmaps, load, report, traversals
+from analysis import compare, distributions, downstream, heatmaps, load, report, traversals, views
 from analysis.names import (
     TC_COLUMN,
     downstream_columns,
@@ -52,12 +52,15 @@ def get_dataset(name: str, source: str):
 def draw_all(results_dir: str | Path, out_dir: str | Path | None = None,
              traversal_jobs: Iterable[str] | None = None,
              efficiency_score: str = DEFAULT_EFFICIENCY_SCORE,
-             compare: tuple[str, str] | list[str] | None = None) -> report.Report:
+             compare: tuple[str, str] | list[str] | None = None,
+             view_points: int | None = None) -> report.Report:
     """Draw every figure of the study (or of each study under a results root).
 
     ``out_dir`` defaults to ``<study dir>/figures`` (with several studies: ``out_dir/<study>``).
     ``traversal_jobs``: job or model ids to draw traversals for; None = one model per dataset and
-    method (the first by hyperparameter, seed, id that has a checkpoint); empty = none.
+    method (the first by hyperparameter, seed, id that has a checkpoint); empty = none. The same
+    models get a t-SNE map of ``view_points`` mean codes and decoded interpolations
+    (``analysis.views``; None = the study's spec.yaml ``figures.view_points`` or its default).
     ``efficiency_score``: the "metric.key" column plotted against efficiency (Fig. 6).
     ``compare``: two study names of the results root to compare; None = each imported study
     against each of ours, when the root holds both kinds. Comparisons go to
@@ -70,7 +73,7 @@ def draw_all(results_dir: str | Path, out_dir: str | Path | None = None,
     for d in dirs:
         target = None if out_dir is None else (
             Path(out_dir) if len(dirs) == 1 else Path(out_dir) / d.name)
-        out.extend(draw_study(d, target, traversal_jobs, efficiency_score))
+        out.extend(draw_study(d, target, traversal_jobs, efficiency_score, view_points))
     if pairs:
         base = Path(out_dir) if out_dir else Path(results_dir) / "figures"
         for a, b in pairs:
@@ -103,9 +106,12 @@ def _comparison_pairs(root: Path, dirs: list[Path],
 
 def draw_study(study_dir: Path, out_dir: Path | None = None,
                traversal_jobs: Iterable[str] | None = None,
-               efficiency_score: str = DEFAULT_EFFICIENCY_SCORE) -> report.Report:
+               efficiency_score: str = DEFAULT_EFFICIENCY_SCORE,
+               view_points: int | None = None) -> report.Report:
     """Every figure of one study directory, and its index.html."""
     study_dir = Path(study_dir)
+    if view_points is None:
+        view_points = views.study_view_points(study_dir)
     out_dir = Path(out_dir) if out_dir is not None else study_dir / "figures"
     rep = report.Report(out_dir=out_dir)
     failures = load.load_failures(study_dir)
@@ -117,7 +123,7 @@ def draw_study(study_dir: Path, out_dir: Path | None = None,
         df = pd.DataFrame()
         rep.skip("every figure", str(e))
     if len(df):
-        _draw_frame(df, study_dir, out_dir, rep, traversal_jobs, efficiency_score)
+        _draw_frame(df, study_dir, out_dir, rep, traversal_jobs, efficiency_score, view_points)
     studies = sorted(df["study"].dropna().astype(str).unique()) if "study" in df else []
     title = f"Study {', '.join(studies) or study_dir.name}"
     tables = report.summary_tables(df, failures)
@@ -132,7 +138,7 @@ def _representations(w: pd.DataFrame) -> list[str]:
 
 
 def _draw_frame(df: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Report,
-                traversal_jobs, efficiency_score: str) -> None:
+                traversal_jobs, efficiency_score: str, view_points: int) -> None:
     hp_cols = load.hyperparameter_columns(df)
     w = downstream.with_efficiency(load.wide(df))
     w = pd.concat([w, distributions.settings(w, hp_cols)], axis=1)
@@ -146,7 +152,7 @@ def _draw_frame(df: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Re
             _per_representation(wr, representation, section, folder, rep, efficiency_score)
         _total_correlation(wd, section, folder, rep)
         _kl(wd, section, folder, rep)
-    _traversals(w, study_dir, out_dir, rep, traversal_jobs)
+    _traversals(w, study_dir, out_dir, rep, traversal_jobs, view_points)
 
 
 def _present(w: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
@@ -302,7 +308,7 @@ def _default_traversal_jobs(w: pd.DataFrame, study_dir: Path) -> list[str]:
 
 
 def _traversals(w: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Report,
-                traversal_jobs) -> None:
+                traversal_jobs, view_points: int) -> None:
     if traversal_jobs is not None and not list(traversal_jobs):
         return
     if not (study_dir / "checkpoints").is_dir():
@@ -321,10 +327,11 @@ def _traversals(w: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Rep
         if match.empty:
             rep.skip(f"latent traversal of {ident}", "no such job or model id in the store")
             continue
-        _traversal(match.iloc[0], study_dir, out_dir, rep)
+        _traversal(match.iloc[0], study_dir, out_dir, rep, view_points)
 
 
-def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Report) -> None:
+def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Report,
+               view_points: int) -> None:
     dataset, source = str(job["dataset"]), str(job["dataset_source"])
     section = f"{dataset} ({source})"
     what = f"latent traversal of job {job['job_id']}"
@@ -354,6 +361,7 @@ def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Repor
     rep.add(path, f"Inputs, reconstructions and latent traversals (±2 around the prior mean, "
                   f"one row per dimension{', sorted by KL' if order else ''}) of job "
                   f"{job['job_id']}: {title} (seeds poster, Fig. 2).", section)
+    views.add_views(rep, model, data, str(job["job_id"]), title, path.parent, section, view_points)
 
 
 def draw_comparison(dir_a: Path, dir_b: Path, out_dir: Path) -> report.Report:

@@ -406,13 +406,14 @@ def test_views_drawn_byte_identical_and_captioned(tiny, tmp_path, monkeypatch):
     assert "t-SNE" in drawn["tsne"].caption and "60 observations" in drawn["tsne"].caption
     assert "interpolation" in drawn["interpolation"].caption
     assert "60 observations" in page
-    # 0 points: neither view; the study's spec.yaml sets the default.
-    rep = figures.draw_all(tiny, tmp_path / "c", view_points=0)
-    assert not [f for f in rep.figures if f.path.name.startswith(("tsne-", "interpolation-"))]
+    # The study's spec.yaml sets the default (as `benchmark run` stored it); 0: neither view.
+    assert views.study_view_points(tiny) == 2000
     (tiny / "spec.yaml").write_text("study: tiny\nfigures: {view_points: 30}\n")
     assert views.study_view_points(tiny) == 30
-    rep = figures.draw_all(tiny, tmp_path / "d")
-    assert any("30 observations" in f.caption for f in rep.figures)
+    (tiny / "spec.yaml").write_text("study: tiny\nfigures: {view_points: 0}\n")
+    rep = figures.draw_all(tiny, tmp_path / "c")
+    assert not [f for f in rep.figures if f.path.name.startswith(("tsne-", "interpolation-"))]
+    assert any(f.path.name.startswith("traversal-") for f in rep.figures)
 
 
 def test_tsne_is_deterministic_and_separates_factors():

@@ -98,6 +98,8 @@ def draw_tsne(embedding: np.ndarray, factors: np.ndarray, factor_names: list[str
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")
+        for side in ax.spines.values():  # t-SNE's axes have no units
+            side.set_visible(False)
         bar = fig.colorbar(points, ax=ax, fraction=0.046, pad=0.02)
         bar.ax.tick_params(labelsize=7)
         bar.locator = _integer_locator()

@@ -38,6 +38,7 @@ from benchmark.errors import UserError
 DEFAULT_EFFICIENCY_SCORE = "factor_vae.eval_accuracy"  # Locatello et al. Fig. 6 uses it
 REPRESENTATION_ORDER = {"mean": 0, "sampled": 1}
 TRAVERSAL_OBSERVATIONS = 8
+ACROSS_MODELS = "all models: total correlation, KL per dimension"  # their group in the index
 # Every contract column but the long JSON ones, which no figure needs.
 FIGURE_COLUMNS = tuple(c for c in load.CONTRACT_COLUMNS if c not in ("job_config", "model_params"))
 
@@ -178,7 +179,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
             f"{section}, {representation}: rank correlation ({n} models)")
         rep.add(path, f"Spearman rank correlation ×100 between the disentanglement scores of "
                       f"{n} models, {what} (Locatello et al. 2019, Fig. 2). n/a: a score is "
-                      f"constant, or fewer than {heatmaps.MIN_MODELS} models have both.", section)
+                      f"constant, or fewer than {heatmaps.MIN_MODELS} models have both.", section, what)
     # Fig. 5: scores vs downstream accuracy and efficiency.
     targets = _present(wr, downstream_columns(wr.columns))
     if not scores or not targets:
@@ -197,7 +198,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
         rep.add(path, "Spearman rank correlation ×100 between each score and the downstream "
                       "test accuracy of logistic regression (LR) and gradient-boosted trees (GBT) "
                       "trained on 10 to 10000 samples, and their efficiency (accuracy with 100 "
-                      f"samples / with 10000), {what} (Locatello et al. 2019, Fig. 5).", section)
+                      f"samples / with 10000), {what} (Locatello et al. 2019, Fig. 5).", section, what)
     # Fig. 6: efficiency vs one score.
     _efficiency(wr, representation, section, folder, rep, efficiency_score, scores)
     # Distributions and variance shares.
@@ -207,7 +208,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
             wr, col, name, folder / f"{representation}-violins-{slug(col)}.png",
             f"{section}, {representation}: {name}")
         rep.add(path, f"{name} per method and per hyperparameter setting ({what}); dots are "
-                      "models (one per seed), lines medians.", section)
+                      "models (one per seed), lines medians.", section, what)
         d = wr.dropna(subset=[col])
         shares[name] = distributions.variance_decomposition(d[col], d["model"], d["setting"])
     if scores:
@@ -225,7 +226,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
                 f"{section}, {representation}: what explains a score")
             rep.add(path, "Share of each score's variance across models explained by the "
                           "method, by the hyperparameter setting within the method, and by the "
-                          f"random seed (the rest; nested ANOVA), {what}.", section)
+                          f"random seed (the rest; nested ANOVA), {what}.", section, what)
     else:
         rep.skip(f"score distributions ({what})", "no disentanglement scores", section)
 
@@ -258,7 +259,8 @@ def _efficiency(wr, representation, section, folder, rep, efficiency_score, scor
     rep.add(path, f"Statistical efficiency of {eff_col.partition('.')[0]} (mean test accuracy "
                   f"with 100 training samples / with 10000, unless the study set other "
                   f"efficiency_sizes) against {name}{note}, one dot per model "
-                  f"(Locatello et al. 2019, Fig. 6).", section)
+                  f"(Locatello et al. 2019, Fig. 6).", section,
+            f"{representation} representation")
 
 
 def _total_correlation(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> None:
@@ -278,7 +280,7 @@ def _total_correlation(wd: pd.DataFrame, section: str, folder: Path, rep: report
     rep.add(path, "Gaussian total correlation of the sampled and of the mean representation per "
                   "method and regularisation strength: regularisation lowers it for the sampled "
                   "representation, not necessarily for the mean one (Locatello et al. 2019, "
-                  "Fig. 3).", section)
+                  "Fig. 3).", section, ACROSS_MODELS)
 
 
 def _kl(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> None:
@@ -291,7 +293,7 @@ def _kl(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> Non
         jobs, kl_cols, folder / "kl_per_dimension.png", f"{section}: KL per latent dimension")
     rep.add(path, "KL divergence to the prior per latent dimension of each trained model, sorted "
                   "from largest to smallest and coloured by hyperparameter setting: how many "
-                  "dimensions each model keeps active (seeds poster, Fig. 3).", section)
+                  "dimensions each model keeps active (seeds poster, Fig. 3).", section, ACROSS_MODELS)
 
 
 def _default_traversal_jobs(w: pd.DataFrame, study_dir: Path) -> list[str]:
@@ -355,13 +357,15 @@ def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Repor
         labels = [f"z{i}  KL {kl[i]:.2f}" for i in order]
     setting = "" if job["setting"] == "default" else f", {job['setting']}"
     title = f"{method_name(job['model'])}{setting}, seed {job['seed']}"
+    group = f"{title} (job {job['job_id']})"
     path = traversals.draw_traversal(
         model, obs, out_dir / slug(f"{dataset}-{source}") / f"traversal-{slug(job['job_id'])}.png",
         title, dim_order=order, dim_labels=labels)
     rep.add(path, f"Inputs, reconstructions and latent traversals (±2 around the prior mean, "
                   f"one row per dimension{', sorted by KL' if order else ''}) of job "
-                  f"{job['job_id']}: {title} (seeds poster, Fig. 2).", section)
-    views.add_views(rep, model, data, str(job["job_id"]), title, path.parent, section, view_points)
+                  f"{job['job_id']}: {title} (seeds poster, Fig. 2).", section, group)
+    views.add_views(rep, model, data, str(job["job_id"]), title, path.parent, section, group,
+                    view_points)
 
 
 def draw_comparison(dir_a: Path, dir_b: Path, out_dir: Path) -> report.Report:

@@ -144,12 +144,12 @@ def draw_interpolations(model: TrainedModel, pairs: np.ndarray, path: Path, titl
 
 
 def add_views(rep: report.Report, model: TrainedModel, data: Any, job_id: str, title: str,
-              folder: Path, section: str, points: int) -> None:
-    """Draw the t-SNE map and the interpolations of one model into ``folder`` and add them to
-    ``rep`` with their captions (or a skip with its reason). ``points`` = 0 draws neither."""
+              folder: Path, section: str, group: str, points: int) -> None:
+    """Draw the interpolations and the t-SNE map of one model into ``folder`` and add them to
+    ``rep`` (index ``section`` and ``group``) with their captions, or a skip with its reason.
+    ``points`` = 0 draws neither."""
     if points <= 0:
         return
-    what = f"t-SNE of the mean codes of job {job_id}"
     try:
         factors, obs = data.sample(max(points, 2 * INTERPOLATION_PAIRS),
                                    np.random.default_rng(VIEW_DATA_SEED))
@@ -161,6 +161,19 @@ def add_views(rep: report.Report, model: TrainedModel, data: Any, job_id: str, t
                  f"cannot draw observations or encode them: {reason}", section)
         return
     name = getattr(data, "name", "the dataset")
+    where = (section, group)
+    # Interpolations first: beside the (narrow) traversal in the index, the wide t-SNE below.
+    pairs = obs[:2 * INTERPOLATION_PAIRS].reshape(INTERPOLATION_PAIRS, 2, *obs.shape[1:])
+    try:
+        path = draw_interpolations(model, pairs, folder / f"interpolation-{slug(job_id)}.png",
+                                   f"Interpolations: {title}")
+        rep.add(path, f"Linear interpolation between the mean codes of {INTERPOLATION_PAIRS} "
+                      f"pairs of observations of {name} (seed {VIEW_DATA_SEED}), decoded in "
+                      f"{INTERPOLATION_STEPS} steps from A to B; the inputs at both ends of each "
+                      f"row. Job {job_id}: {title}.", *where)
+    except NotImplementedError:
+        rep.skip(f"interpolations of job {job_id}", "the model has no decoder", section)
+    what = f"t-SNE of the mean codes of job {job_id}"
     if points < MIN_TSNE_POINTS:
         rep.skip(what, f"needs at least {MIN_TSNE_POINTS} observations, the study asks for "
                        f"{points}", section)
@@ -176,16 +189,4 @@ def add_views(rep: report.Report, model: TrainedModel, data: Any, job_id: str, t
                       f"{points} observations drawn from {name} (seed {VIEW_DATA_SEED}), one "
                       "panel per ground-truth factor, each point coloured by the factor's value "
                       "(class index): smooth colour gradients mean the representation keeps "
-                      f"that factor. Job {job_id}: {title}.", section)
-    what = f"interpolations of job {job_id}"
-    pairs = obs[:2 * INTERPOLATION_PAIRS].reshape(INTERPOLATION_PAIRS, 2, *obs.shape[1:])
-    try:
-        path = draw_interpolations(model, pairs, folder / f"interpolation-{slug(job_id)}.png",
-                                   f"Interpolations: {title}")
-    except NotImplementedError:
-        rep.skip(what, "the model has no decoder", section)
-        return
-    rep.add(path, f"Linear interpolation between the mean codes of {INTERPOLATION_PAIRS} pairs "
-                  f"of observations of {name} (seed {VIEW_DATA_SEED}), decoded in "
-                  f"{INTERPOLATION_STEPS} steps from A to B; the inputs at both ends of each "
-                  f"row. Job {job_id}: {title}.", section)
+                      f"that factor. Job {job_id}: {title}.", *where)

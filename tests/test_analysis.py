@@ -445,14 +445,14 @@ def test_views_skip_with_reasons(tmp_path):
             return lambda obs: np.zeros((len(obs), self.num_latent))
 
     rep = figures.report.Report(out_dir=tmp_path)
-    views.add_views(rep, NoDecoder(3), ViewData(), "j1", "title", tmp_path, "s", 40)
+    views.add_views(rep, NoDecoder(3), ViewData(), "j1", "title", tmp_path, "s", "g", 40)
     assert [f.path.name for f in rep.figures] == ["tsne-j1.png"]
     assert [(s.what, s.reason) for s in rep.skipped] == [
         ("interpolations of job j1", "the model has no decoder")]
     rep = figures.report.Report(out_dir=tmp_path)
-    views.add_views(rep, Constant(3), FakeData(), "j2", "title", tmp_path, "s", 40)
+    views.add_views(rep, Constant(3), FakeData(), "j2", "title", tmp_path, "s", "g", 40)
     assert "cannot draw observations" in rep.skipped[0].reason  # FakeData has no factors
-    views.add_views(rep, Constant(3), ViewData(), "j3", "title", tmp_path, "s", 40)
+    views.add_views(rep, Constant(3), ViewData(), "j3", "title", tmp_path, "s", "g", 40)
     assert "same mean code" in rep.skipped[-1].reason
     assert [f.path.name for f in rep.figures] == ["interpolation-j3.png"]
 

@@ -406,6 +406,10 @@ def test_views_drawn_byte_identical_and_captioned(tiny, tmp_path, monkeypatch):
     assert "t-SNE" in drawn["tsne"].caption and "60 observations" in drawn["tsne"].caption
     assert "interpolation" in drawn["interpolation"].caption
     assert "60 observations" in page
+    # Sub-headings: one per representation and one per model (its traversal and views under it).
+    assert "Mean representation</h3>" in page and "Sampled representation</h3>" in page
+    assert {f.group for f in drawn.values()} == {f"β-VAE, seed 0 (job {job})"}
+    assert page.count(f"β-VAE, seed 0 (job {job})</") == 2  # the heading and its contents entry
     # The study's spec.yaml sets the default (as `benchmark run` stored it); 0: neither view.
     assert views.study_view_points(tiny) == 2000
     (tiny / "spec.yaml").write_text("study: tiny\nfigures: {view_points: 30}\n")

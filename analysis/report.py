@@ -121,7 +121,7 @@ body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; color: #222
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 figure { display: inline-block; vertical-align: top; margin: 0.5em; max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { font-size: 0.85em; max-width: 640px; }
+figcaption { font-size: 0.85em; width: 0; min-width: 100%; }  /* as wide as its image, no wider */
 table.tbl { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 table.tbl td, table.tbl th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
 .skip { color: #8a4b00; font-size: 0.9em; }

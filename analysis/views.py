@@ -129,13 +129,13 @@ def draw_interpolations(model: TrainedModel, pairs: np.ndarray, path: Path, titl
     tiles = np.concatenate([pairs[:, :1], images, pairs[:, 1:]], axis=1)
     picture = mosaic(tiles)
     h, w = pairs.shape[3], pairs.shape[4]
-    fig = style.plt.figure(figsize=(0.6 * (steps + 2) + 1.0, 0.6 * p + 1.2))
+    fig = style.plt.figure(figsize=(0.5 * (steps + 2) + 0.8, 0.5 * p + 1.0))
     ax = fig.add_subplot()
     ax.imshow(picture, interpolation="nearest")
     labels = ["A", *(f"{t:.2f}" for t in np.linspace(0.0, 1.0, steps)), "B"]
     ax.set_xticks([(w + 2) * j + w / 2 for j in range(steps + 2)], labels)
     ax.set_yticks([(h + 2) * i + h / 2 for i in range(p)], [f"pair {i + 1}" for i in range(p)])
-    ax.set_xlabel("input A, decoded (1 − t)·code(A) + t·code(B) for t above, input B")
+    ax.set_xlabel("t: decoded (1 − t)·code(A) + t·code(B)")
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)

@@ -23,13 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", nargs=2, default=None, metavar="STUDY",
                         help="compare two studies of a results root (default: each imported "
                              "study against each of ours)")
+    parser.add_argument("--view-points", type=int, default=None, metavar="N",
+                        help="observations per t-SNE map of the traversed models' mean codes; 0: "
+                             "none (default: the spec's figures.view_points, else 2000)")
     args = parser.parse_args(argv)
     from analysis.figures import DEFAULT_EFFICIENCY_SCORE, draw_all
 
     try:
+        if args.view_points is not None and args.view_points < 0:
+            raise UserError(f"--view-points must be >= 0, got {args.view_points}")
         rep = draw_all(args.results_dir, args.out, traversal_jobs=args.traversal_jobs,
                        efficiency_score=args.efficiency_score or DEFAULT_EFFICIENCY_SCORE,
-                       compare=args.compare)
+                       compare=args.compare, view_points=args.view_points)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

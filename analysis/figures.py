@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import compare, distributions, downstream, heatmaps, load, report, traversals
+from analysis import compare, distributions, downstream, heatmaps, load, report, traversals, views
 from analysis.names import (
     TC_COLUMN,
     downstream_columns,
@@ -38,6 +38,7 @@ from benchmark.errors import UserError
 DEFAULT_EFFICIENCY_SCORE = "factor_vae.eval_accuracy"  # Locatello et al. Fig. 6 uses it
 REPRESENTATION_ORDER = {"mean": 0, "sampled": 1}
 TRAVERSAL_OBSERVATIONS = 8
+ACROSS_MODELS = "all models: total correlation, KL per dimension"  # their group in the index
 # Every contract column but the long JSON ones, which no figure needs.
 FIGURE_COLUMNS = tuple(c for c in load.CONTRACT_COLUMNS if c not in ("job_config", "model_params"))
 
@@ -52,12 +53,15 @@ def get_dataset(name: str, source: str):
 def draw_all(results_dir: str | Path, out_dir: str | Path | None = None,
              traversal_jobs: Iterable[str] | None = None,
              efficiency_score: str = DEFAULT_EFFICIENCY_SCORE,
-             compare: tuple[str, str] | list[str] | None = None) -> report.Report:
+             compare: tuple[str, str] | list[str] | None = None,
+             view_points: int | None = None) -> report.Report:
     """Draw every figure of the study (or of each study under a results root).
 
     ``out_dir`` defaults to ``<study dir>/figures`` (with several studies: ``out_dir/<study>``).
     ``traversal_jobs``: job or model ids to draw traversals for; None = one model per dataset and
-    method (the first by hyperparameter, seed, id that has a checkpoint); empty = none.
+    method (the first by hyperparameter, seed, id that has a checkpoint); empty = none. The same
+    models get a t-SNE map of ``view_points`` mean codes and decoded interpolations
+    (``analysis.views``; None = the study's spec.yaml ``figures.view_points`` or its default).
     ``efficiency_score``: the "metric.key" column plotted against efficiency (Fig. 6).
     ``compare``: two study names of the results root to compare; None = each imported study
     against each of ours, when the root holds both kinds. Comparisons go to
@@ -70,7 +74,7 @@ def draw_all(results_dir: str | Path, out_dir: str | Path | None = None,
     for d in dirs:
         target = None if out_dir is None else (
             Path(out_dir) if len(dirs) == 1 else Path(out_dir) / d.name)
-        out.extend(draw_study(d, target, traversal_jobs, efficiency_score))
+        out.extend(draw_study(d, target, traversal_jobs, efficiency_score, view_points))
     if pairs:
         base = Path(out_dir) if out_dir else Path(results_dir) / "figures"
         for a, b in pairs:
@@ -103,9 +107,12 @@ def _comparison_pairs(root: Path, dirs: list[Path],
 
 def draw_study(study_dir: Path, out_dir: Path | None = None,
                traversal_jobs: Iterable[str] | None = None,
-               efficiency_score: str = DEFAULT_EFFICIENCY_SCORE) -> report.Report:
+               efficiency_score: str = DEFAULT_EFFICIENCY_SCORE,
+               view_points: int | None = None) -> report.Report:
     """Every figure of one study directory, and its index.html."""
     study_dir = Path(study_dir)
+    if view_points is None:
+        view_points = views.study_view_points(study_dir)
     out_dir = Path(out_dir) if out_dir is not None else study_dir / "figures"
     rep = report.Report(out_dir=out_dir)
     failures = load.load_failures(study_dir)
@@ -117,7 +124,7 @@ def draw_study(study_dir: Path, out_dir: Path | None = None,
         df = pd.DataFrame()
         rep.skip("every figure", str(e))
     if len(df):
-        _draw_frame(df, study_dir, out_dir, rep, traversal_jobs, efficiency_score)
+        _draw_frame(df, study_dir, out_dir, rep, traversal_jobs, efficiency_score, view_points)
     studies = sorted(df["study"].dropna().astype(str).unique()) if "study" in df else []
     title = f"Study {', '.join(studies) or study_dir.name}"
     tables = report.summary_tables(df, failures)
@@ -132,7 +139,7 @@ def _representations(w: pd.DataFrame) -> list[str]:
 
 
 def _draw_frame(df: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Report,
-                traversal_jobs, efficiency_score: str) -> None:
+                traversal_jobs, efficiency_score: str, view_points: int) -> None:
     hp_cols = load.hyperparameter_columns(df)
     w = downstream.with_efficiency(load.wide(df))
     w = pd.concat([w, distributions.settings(w, hp_cols)], axis=1)
@@ -146,7 +153,7 @@ def _draw_frame(df: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Re
             _per_representation(wr, representation, section, folder, rep, efficiency_score)
         _total_correlation(wd, section, folder, rep)
         _kl(wd, section, folder, rep)
-    _traversals(w, study_dir, out_dir, rep, traversal_jobs)
+    _traversals(w, study_dir, out_dir, rep, traversal_jobs, view_points)
 
 
 def _present(w: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
@@ -172,7 +179,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
             f"{section}, {representation}: rank correlation ({n} models)")
         rep.add(path, f"Spearman rank correlation ×100 between the disentanglement scores of "
                       f"{n} models, {what} (Locatello et al. 2019, Fig. 2). n/a: a score is "
-                      f"constant, or fewer than {heatmaps.MIN_MODELS} models have both.", section)
+                      f"constant, or fewer than {heatmaps.MIN_MODELS} models have both.", section, what)
     # Fig. 5: scores vs downstream accuracy and efficiency.
     targets = _present(wr, downstream_columns(wr.columns))
     if not scores or not targets:
@@ -191,7 +198,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
         rep.add(path, "Spearman rank correlation ×100 between each score and the downstream "
                       "test accuracy of logistic regression (LR) and gradient-boosted trees (GBT) "
                       "trained on 10 to 10000 samples, and their efficiency (accuracy with 100 "
-                      f"samples / with 10000), {what} (Locatello et al. 2019, Fig. 5).", section)
+                      f"samples / with 10000), {what} (Locatello et al. 2019, Fig. 5).", section, what)
     # Fig. 6: efficiency vs one score.
     _efficiency(wr, representation, section, folder, rep, efficiency_score, scores)
     # Distributions and variance shares.
@@ -201,7 +208,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
             wr, col, name, folder / f"{representation}-violins-{slug(col)}.png",
             f"{section}, {representation}: {name}")
         rep.add(path, f"{name} per method and per hyperparameter setting ({what}); dots are "
-                      "models (one per seed), lines medians.", section)
+                      "models (one per seed), lines medians.", section, what)
         d = wr.dropna(subset=[col])
         shares[name] = distributions.variance_decomposition(d[col], d["model"], d["setting"])
     if scores:
@@ -219,7 +226,7 @@ def _per_representation(wr: pd.DataFrame, representation: str, section: str, fol
                 f"{section}, {representation}: what explains a score")
             rep.add(path, "Share of each score's variance across models explained by the "
                           "method, by the hyperparameter setting within the method, and by the "
-                          f"random seed (the rest; nested ANOVA), {what}.", section)
+                          f"random seed (the rest; nested ANOVA), {what}.", section, what)
     else:
         rep.skip(f"score distributions ({what})", "no disentanglement scores", section)
 
@@ -252,7 +259,8 @@ def _efficiency(wr, representation, section, folder, rep, efficiency_score, scor
     rep.add(path, f"Statistical efficiency of {eff_col.partition('.')[0]} (mean test accuracy "
                   f"with 100 training samples / with 10000, unless the study set other "
                   f"efficiency_sizes) against {name}{note}, one dot per model "
-                  f"(Locatello et al. 2019, Fig. 6).", section)
+                  f"(Locatello et al. 2019, Fig. 6).", section,
+            f"{representation} representation")
 
 
 def _total_correlation(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> None:
@@ -272,7 +280,7 @@ def _total_correlation(wd: pd.DataFrame, section: str, folder: Path, rep: report
     rep.add(path, "Gaussian total correlation of the sampled and of the mean representation per "
                   "method and regularisation strength: regularisation lowers it for the sampled "
                   "representation, not necessarily for the mean one (Locatello et al. 2019, "
-                  "Fig. 3).", section)
+                  "Fig. 3).", section, ACROSS_MODELS)
 
 
 def _kl(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> None:
@@ -285,7 +293,7 @@ def _kl(wd: pd.DataFrame, section: str, folder: Path, rep: report.Report) -> Non
         jobs, kl_cols, folder / "kl_per_dimension.png", f"{section}: KL per latent dimension")
     rep.add(path, "KL divergence to the prior per latent dimension of each trained model, sorted "
                   "from largest to smallest and coloured by hyperparameter setting: how many "
-                  "dimensions each model keeps active (seeds poster, Fig. 3).", section)
+                  "dimensions each model keeps active (seeds poster, Fig. 3).", section, ACROSS_MODELS)
 
 
 def _default_traversal_jobs(w: pd.DataFrame, study_dir: Path) -> list[str]:
@@ -302,7 +310,7 @@ def _default_traversal_jobs(w: pd.DataFrame, study_dir: Path) -> list[str]:
 
 
 def _traversals(w: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Report,
-                traversal_jobs) -> None:
+                traversal_jobs, view_points: int) -> None:
     if traversal_jobs is not None and not list(traversal_jobs):
         return
     if not (study_dir / "checkpoints").is_dir():
@@ -321,10 +329,11 @@ def _traversals(w: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Rep
         if match.empty:
             rep.skip(f"latent traversal of {ident}", "no such job or model id in the store")
             continue
-        _traversal(match.iloc[0], study_dir, out_dir, rep)
+        _traversal(match.iloc[0], study_dir, out_dir, rep, view_points)
 
 
-def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Report) -> None:
+def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Report,
+               view_points: int) -> None:
     dataset, source = str(job["dataset"]), str(job["dataset_source"])
     section = f"{dataset} ({source})"
     what = f"latent traversal of job {job['job_id']}"
@@ -348,12 +357,15 @@ def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Repor
         labels = [f"z{i}  KL {kl[i]:.2f}" for i in order]
     setting = "" if job["setting"] == "default" else f", {job['setting']}"
     title = f"{method_name(job['model'])}{setting}, seed {job['seed']}"
+    group = f"{title} (job {job['job_id']})"
     path = traversals.draw_traversal(
         model, obs, out_dir / slug(f"{dataset}-{source}") / f"traversal-{slug(job['job_id'])}.png",
         title, dim_order=order, dim_labels=labels)
     rep.add(path, f"Inputs, reconstructions and latent traversals (±2 around the prior mean, "
                   f"one row per dimension{', sorted by KL' if order else ''}) of job "
-                  f"{job['job_id']}: {title} (seeds poster, Fig. 2).", section)
+                  f"{job['job_id']}: {title} (seeds poster, Fig. 2).", section, group)
+    views.add_views(rep, model, data, str(job["job_id"]), title, path.parent, section, group,
+                    view_points)
 
 
 def draw_comparison(dir_a: Path, dir_b: Path, out_dir: Path) -> report.Report:

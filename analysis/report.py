@@ -15,11 +15,13 @@ VERSION_COLUMNS = ("benchmark_version", "torch_version", "sklearn_version", "num
 
 @dataclass(frozen=True)
 class FigureEntry:
-    """One figure file: where it is, what it shows, and the index section it belongs to."""
+    """One figure file: where it is, what it shows, the index section it belongs to and, within
+    it, its group (a sub-heading: a representation, or one model's views)."""
 
     path: Path
     caption: str
     section: str
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class Report:
         """The (first) index.html written."""
         return self.indexes[0] if self.indexes else None
 
-    def add(self, path: Path, caption: str, section: str) -> None:
-        self.figures.append(FigureEntry(Path(path), caption, section))
+    def add(self, path: Path, caption: str, section: str, group: str = "") -> None:
+        self.figures.append(FigureEntry(Path(path), caption, section, group))
 
     def skip(self, what: str, reason: str, section: str = "") -> None:
         self.skipped.append(Skip(what, reason, section))
@@ -119,11 +121,16 @@ body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; color: #222
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 figure { display: inline-block; vertical-align: top; margin: 0.5em; max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { font-size: 0.85em; max-width: 640px; }
+figcaption { font-size: 0.85em; width: 0; min-width: 100%; }  /* as wide as its image, no wider */
 table.tbl { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 table.tbl td, table.tbl th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
 .skip { color: #8a4b00; font-size: 0.9em; }
 """
+
+
+def _heading(text: str) -> str:
+    """``text`` with a capital first letter where it is a Latin one (not β of β-VAE)."""
+    return text[:1].upper() + text[1:] if text[:1].isascii() else text
 
 
 def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
@@ -139,8 +146,13 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
     ]
     sections = list(dict.fromkeys(f.section for f in report.figures))
     anchors = {s: f"s{i}" for i, s in enumerate(sections, 1)}
+    groups = {s: list(dict.fromkeys(f.group for f in report.figures if f.section == s and f.group))
+              for s in sections}
     toc = ['<li><a href="#summary">Summary</a></li>']
-    toc += [f'<li><a href="#{anchors[s]}">{esc(s)}</a></li>' for s in sections]
+    for s in sections:
+        sub = "".join(f'<li><a href="#{anchors[s]}-{j}">{esc(_heading(g))}</a></li>'
+                      for j, g in enumerate(groups[s], 1))
+        toc.append(f'<li><a href="#{anchors[s]}">{esc(s)}</a>{f"<ul>{sub}</ul>" if sub else ""}</li>')
     if report.skipped or report.unreadable:
         toc.append('<li><a href="#skipped">Skipped</a></li>')
     parts += ["<ul>", *toc, "</ul>", '<h2 id="summary">Summary</h2>']
@@ -148,7 +160,12 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
         parts += [f"<h3>{esc(name)}</h3>", _table(table)]
     for section in sections:
         parts.append(f'<h2 id="{anchors[section]}">{esc(section)}</h2>')
+        group = ""
         for f in (f for f in report.figures if f.section == section):
+            if f.group and f.group != group:
+                j = groups[section].index(f.group) + 1
+                parts.append(f'<h3 id="{anchors[section]}-{j}">{esc(_heading(f.group))}</h3>')
+            group = f.group
             rel = Path(f.path).relative_to(path.parent).as_posix()
             csv = Path(f.path).with_suffix(".csv")
             data = (f' <a href="{esc(csv.relative_to(path.parent).as_posix())}">numbers (CSV)</a>'

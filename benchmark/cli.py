@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="also compare two studies of the results root (rank correlations side "
                           "by side, matched models' scores); drawn for every imported study and "
                           "each of ours without it")
+    fig.add_argument("--view-points", type=int, default=None, metavar="N",
+                     help="observations per t-SNE map of the traversed models' mean codes; 0: no "
+                          "t-SNE maps or interpolations (default: the study spec's "
+                          "figures.view_points, else 2000)")
 
     imp = sub.add_parser("import", help="import another tool's results into a results store")
     imp_sub = imp.add_subparsers(dest="tool", required=True, metavar="TOOL")
@@ -319,7 +323,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if not root.is_dir():
         raise UserError(f"results folder not found: {root}")
-    extra = {"traversal_jobs": args.traversal_jobs, "compare": args.compare}
+    if args.view_points is not None and args.view_points < 0:
+        raise UserError(f"--view-points must be >= 0, got {args.view_points}")
+    extra = {"traversal_jobs": args.traversal_jobs, "compare": args.compare,
+             "view_points": args.view_points}
     if args.efficiency_score:
         extra["efficiency_score"] = args.efficiency_score
     _draw_figures(root, args.out, **extra)

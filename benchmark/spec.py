@@ -23,6 +23,7 @@ from benchmark.errors import UserError
 from benchmark.schema import COLUMN_NAMES
 from benchmark.settings import NOT_IN_MODEL_ID, TrainingSettings, validation_message
 
+DEFAULT_VIEW_POINTS = 2000  # figures: observations per t-SNE map (FigureSettings.view_points)
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Scalar = bool | int | float | str
 
@@ -99,6 +100,13 @@ class Resources(_Strict):
     sbatch_setup: list[str] = []  # shell lines run before each Slurm task (module load, venv activate)
 
 
+class FigureSettings(_Strict):
+    """How the study's figures are drawn (analysis/, README "Figures"). Not in any job id."""
+
+    # Observations per t-SNE map of a model's mean codes (0: no t-SNE maps or interpolations).
+    view_points: int = Field(DEFAULT_VIEW_POINTS, ge=0)
+
+
 class StudySpec(_Strict):
     study: str
     description: str = ""
@@ -108,6 +116,7 @@ class StudySpec(_Strict):
     training: TrainingSettings = TrainingSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     resources: Resources = Resources()
+    figures: FigureSettings = FigureSettings()
 
     @field_validator("study")
     @classmethod

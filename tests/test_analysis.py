@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import spearmanr
 
-from analysis import figures, load, traversals
+from analysis import figures, load, traversals, views
 from analysis.__main__ import main
 from analysis.distributions import variance_decomposition
 from analysis.heatmaps import rank_correlation
@@ -359,6 +359,106 @@ def test_traversals_from_checkpoints(tiny, tmp_path, monkeypatch):
     assert len(trav) == 1 and trav[0].path.stat().st_size > 1000
     assert "sorted by KL" in trav[0].caption
     assert trav[0].path.relative_to(tmp_path / "b").as_posix() in rep.index.read_text()
+
+
+# ---------------------------------------------------------------- views (t-SNE, interpolations)
+
+
+class ViewData(FakeData):
+    """FakeData with factors: two factors that set the mean brightness of the top and bottom
+    halves, so FakeModel's codes separate them."""
+
+    name = "fake"
+    factor_names = ("top", "bottom")
+    factor_sizes = (4, 3)
+
+    def sample(self, n, rng):
+        factors = np.stack([rng.integers(0, s, n) for s in self.factor_sizes], axis=1)
+        obs = np.zeros((n, 1, 8, 8), np.float32)
+        obs[:, 0, :4] = (factors[:, 0] / 3)[:, None, None]
+        obs[:, 0, 4:] = (factors[:, 1] / 2)[:, None, None]
+        return factors, obs + rng.uniform(0, 0.05, size=obs.shape).astype(np.float32)
+
+
+def _checkpointed(study: Path) -> str:
+    model_id = load.load_results(study)["model_id"].iat[0]
+    (study / "checkpoints" / model_id).mkdir(parents=True)
+    (study / "checkpoints" / model_id / "last.pt").write_bytes(b"not read by the fake loader")
+    return model_id
+
+
+def test_views_drawn_byte_identical_and_captioned(tiny, tmp_path, monkeypatch):
+    _checkpointed(tiny)
+    monkeypatch.setattr(traversals, "load_model", lambda path: FakeModel(4))
+    monkeypatch.setattr(figures, "get_dataset", lambda name, source: ViewData())
+    reps = [figures.draw_all(tiny, tmp_path / k, view_points=60) for k in ("a", "b")]
+    drawn = {f.path.name.split("-")[0]: f for f in reps[0].figures
+             if f.path.name.startswith(("tsne-", "interpolation-"))}
+    assert set(drawn) == {"tsne", "interpolation"}
+    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert a == b  # every file, the views and index.html included
+    job = load.load_results(tiny)["job_id"].iat[0]
+    page = reps[0].index.read_text()
+    for f in drawn.values():
+        assert f.path.stat().st_size > 1000
+        assert f.path.relative_to(tmp_path / "a").as_posix() in page
+        assert job in f.caption and "β-VAE" in f.caption and "seed 0" in f.caption
+    assert "t-SNE" in drawn["tsne"].caption and "60 observations" in drawn["tsne"].caption
+    assert "interpolation" in drawn["interpolation"].caption
+    assert "60 observations" in page
+    # Sub-headings: one per representation and one per model (its traversal and views under it).
+    assert "Mean representation</h3>" in page and "Sampled representation</h3>" in page
+    assert {f.group for f in drawn.values()} == {f"β-VAE, seed 0 (job {job})"}
+    assert page.count(f"β-VAE, seed 0 (job {job})</") == 2  # the heading and its contents entry
+    # The study's spec.yaml sets the default (as `benchmark run` stored it); 0: neither view.
+    assert views.study_view_points(tiny) == 2000
+    (tiny / "spec.yaml").write_text("study: tiny\nfigures: {view_points: 30}\n")
+    assert views.study_view_points(tiny) == 30
+    (tiny / "spec.yaml").write_text("study: tiny\nfigures: {view_points: 0}\n")
+    rep = figures.draw_all(tiny, tmp_path / "c")
+    assert not [f for f in rep.figures if f.path.name.startswith(("tsne-", "interpolation-"))]
+    assert any(f.path.name.startswith("traversal-") for f in rep.figures)
+
+
+def test_tsne_is_deterministic_and_separates_factors():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    codes = rng.normal(size=(200, 5)) + 8.0 * labels[:, None]
+    e1, e2 = views.tsne_embedding(codes), views.tsne_embedding(codes)
+    assert e1.shape == (200, 2) and np.array_equal(e1, e2)
+    centres = [e1[labels == k].mean(0) for k in (0, 1)]
+    spread = max(e1[labels == k].std(0).max() for k in (0, 1))
+    assert np.linalg.norm(centres[0] - centres[1]) > 2 * spread
+
+
+def test_interpolation_codes_run_from_a_to_b():
+    a, b = np.zeros((2, 3)), np.ones((2, 3))
+    z = views.interpolation_codes(a, b, 5)
+    assert z.shape == (2, 5, 3)
+    assert np.allclose(z[:, 0], a) and np.allclose(z[:, -1], b)
+    assert np.allclose(z[0, :, 0], [0, 0.25, 0.5, 0.75, 1])
+
+
+def test_views_skip_with_reasons(tmp_path):
+    class NoDecoder(FakeModel):
+        def decode(self, z):
+            raise NotImplementedError
+
+    class Constant(FakeModel):
+        def represent(self, mode="mean"):
+            return lambda obs: np.zeros((len(obs), self.num_latent))
+
+    rep = figures.report.Report(out_dir=tmp_path)
+    views.add_views(rep, NoDecoder(3), ViewData(), "j1", "title", tmp_path, "s", "g", 40)
+    assert [f.path.name for f in rep.figures] == ["tsne-j1.png"]
+    assert [(s.what, s.reason) for s in rep.skipped] == [
+        ("interpolations of job j1", "the model has no decoder")]
+    rep = figures.report.Report(out_dir=tmp_path)
+    views.add_views(rep, Constant(3), FakeData(), "j2", "title", tmp_path, "s", "g", 40)
+    assert "cannot draw observations" in rep.skipped[0].reason  # FakeData has no factors
+    views.add_views(rep, Constant(3), ViewData(), "j3", "title", tmp_path, "s", "g", 40)
+    assert "same mean code" in rep.skipped[-1].reason
+    assert [f.path.name for f in rep.figures] == ["interpolation-j3.png"]
 
 
 # ---------------------------------------------------------------- entry points

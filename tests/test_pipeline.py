@@ -55,6 +55,11 @@ def test_tiny_study_end_to_end(tmp_path, write_spec):
     assert n == 4
     figures = tmp_path / "res" / "tiny" / "figures"
     assert any(p.suffix == ".png" and p.stat().st_size > 0 for p in figures.rglob("*"))
+    # The traversed model's views, from its checkpoint, with the spec's figures.view_points.
+    views = sorted(p.name.split("-")[0] for p in figures.rglob("*.png")
+                   if p.name.startswith(("tsne-", "interpolation-")))
+    assert views == ["interpolation", "tsne"]
+    assert "100 observations" in (figures / "index.html").read_text()
 
     again = _cli("run", str(spec), "--results", str(tmp_path / "res"), "--quiet", "--no-figures",
                  cwd=tmp_path)

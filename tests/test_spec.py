@@ -208,3 +208,34 @@ def test_dry_run_prints_counts_per_dataset_and_method():
                                 "beta_tc_vae", "annealed_vae", "total"]
     assert lines[2].split() == ["dsprites_full"] + ["300"] * 6 + ["1800"]
     assert lines[-1].split() == ["total"] + ["2100"] * 6 + ["12600"]
+
+
+def test_course_systems_spec_validates_and_expands():
+    spec = load_spec(ROOT / "study_specs" / "course_systems.yaml")
+    jobs = expand(spec)
+    assert len(jobs) == 21 and len({j.job_id for j in jobs}) == 21
+    assert Counter(j.model for j in jobs) == {"beta_vae": 9, "information_dropout": 6,
+                                              "sparse_coding": 6}
+    schedules = Counter(j.params.get("beta_schedule", "constant") for j in jobs
+                        if j.model == "beta_vae")
+    assert schedules == {"constant": 3, "linear": 3, "exponential": 3}
+    annealed = [j.params for j in jobs if j.params.get("beta_schedule") == "exponential"]
+    assert annealed[0]["beta_start"] > annealed[0]["beta_end"]  # high to low
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "run",
+                          str(ROOT / "study_specs" / "course_systems.yaml"), "--dry-run"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[0] == "study course_systems: 21 jobs"
+
+
+def test_figure_settings():
+    spec = load_spec(FULL)
+    assert spec.figures.view_points == 2000  # the default
+    assert load_spec(ROOT / "study_specs" / "quickstart.yaml").figures.view_points < 2000
+
+
+@pytest.mark.parametrize("value", [-1, "many"])
+def test_bad_figure_settings_are_one_line(tmp_path, value):
+    path = _write_bad(tmp_path, "figs", tiny_spec(figures={"view_points": value}))
+    with pytest.raises(UserError, match="figures.view_points") as info:
+        load_spec(path)
+    assert "\n" not in str(info.value)

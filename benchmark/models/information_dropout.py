@@ -4,9 +4,13 @@ Through Noisy Computation", TPAMI 2018) as an autoencoder, the paper's VAE speci
 The study's encoder gives, per latent unit, an activation f(x) = softplus(mean head) and a noise
 scale α(x) = 0.001 + max_alpha·sigmoid(second head) (the authors' code: α capped so the noise never
 drowns the signal); the code is z = f(x)·exp(α(x)·ε), ε ~ N(0, 1): multiplicative log-normal noise.
-Loss = reconstruction + β·KL, the KL of log z's Gaussian against a log-normal prior N(μ, σ²) whose
-two scalars are learned with the networks, as the authors' code learns them
-(`losses.information_dropout_kl`; σ is kept as log σ so it stays positive).
+Loss = reconstruction + β·KL (the paper's Information Dropout loss, eq. (6)), the KL of log z's
+Gaussian against a log-normal prior N(μ, σ²) (eq. (5), Proposition 3: softplus activations with a
+log-normal prior, KL = (α² + (log f − μ)²)/(2σ²) − log(α/σ) − 1/2). Proposition 3 fixes the
+prior's mean at 0; its two scalars are learned with the networks here, as the authors' code
+learns them (`losses.information_dropout_kl`; σ is kept as log σ so it stays positive). Equation
+numbers are those of arXiv:1611.01353 as cited beside a public PyTorch port of the authors' code;
+the TPAMI typesetting was not at hand to confirm that it numbers them alike.
 
 Representations: "mean" = f(x), the noise-free activation (the median of z); "sampled" = f(x)·exp(α·ε).
 The posterior over z is log-normal, not Gaussian, so `encode` gives no log-variance and the metrics

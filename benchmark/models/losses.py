@@ -71,7 +71,7 @@ def information_dropout_kl(log_f: torch.Tensor, alpha: torch.Tensor, prior_mean:
                            prior_log_sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(log f, α²) ‖ N(μ, σ²)) per sample and unit → (N, D): the Information Dropout penalty for
     softplus activations f with multiplicative log-normal noise and a log-normal prior on the code
-    (Achille & Soatto, TPAMI 2018, Sec. 5, the proposition for softplus units; the authors'
+    (Achille & Soatto, TPAMI 2018, eq. (5) of Proposition 3, there with μ = 0; the authors'
     `KL_div2`): −log(α/σ) + (α² + (log f − μ)²)/(2σ²) − 1/2."""
     var = torch.exp(2.0 * prior_log_sigma)
     return (prior_log_sigma - torch.log(alpha) + (alpha.pow(2) + (log_f - prior_mean).pow(2)) / (2.0 * var)

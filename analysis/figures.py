@@ -24,7 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import compare, distributions, downstream, heatmaps, load, report, traversals
+from analysis import (
+    compare,
+    distributions,
+    downstream,
+    heatmaps,
+    higgins_table1,
+    load,
+    report,
+    traversals,
+)
 from analysis.names import (
     TC_COLUMN,
     downstream_columns,
@@ -146,6 +155,7 @@ def _draw_frame(df: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Re
             _per_representation(wr, representation, section, folder, rep, efficiency_score)
         _total_correlation(wd, section, folder, rep)
         _kl(wd, section, folder, rep)
+    higgins_table1.draw(w, out_dir, rep)
     _traversals(w, study_dir, out_dir, rep, traversal_jobs)
 
 
@@ -339,6 +349,10 @@ def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Repor
     except Exception as e:  # noqa: BLE001 - a missing model or dataset costs one figure, not all
         reason = traceback.format_exception_only(type(e), e)[-1].strip().splitlines()[0]
         rep.skip(what, f"cannot load the model or its data: {reason}", section)
+        return
+    if not getattr(model, "encodes_observations", True):
+        rep.skip(what, f"{job['model']} codes the factors themselves: no encoder or decoder to "
+                       "traverse", section)
         return
     kl_cols = [c for c in kl_dim_columns(job.index) if pd.notna(job[c])]
     order = labels = None

@@ -31,6 +31,15 @@ class Skip:
     section: str = ""
 
 
+@dataclass(frozen=True)
+class HtmlSection:
+    """A section of index.html that is not a figure (a table with its note); `html` is its body,
+    already escaped, with paths relative to the index."""
+
+    title: str
+    html: str
+
+
 @dataclass
 class Report:
     """The outcome of ``draw_all``: figures written, figures skipped, index pages written, rows
@@ -41,6 +50,7 @@ class Report:
     skipped: list[Skip] = field(default_factory=list)
     indexes: list[Path] = field(default_factory=list)
     unreadable: list[Skip] = field(default_factory=list)  # what = the rows file
+    sections: list[HtmlSection] = field(default_factory=list)
 
     @property
     def index(self) -> Path | None:
@@ -49,6 +59,9 @@ class Report:
 
     def add(self, path: Path, caption: str, section: str) -> None:
         self.figures.append(FigureEntry(Path(path), caption, section))
+
+    def add_section(self, title: str, html: str) -> None:
+        self.sections.append(HtmlSection(title, html))
 
     def skip(self, what: str, reason: str, section: str = "") -> None:
         self.skipped.append(Skip(what, reason, section))
@@ -61,6 +74,7 @@ class Report:
         self.skipped += other.skipped
         self.indexes += other.indexes
         self.unreadable += other.unreadable
+        self.sections += other.sections
 
     def summary(self) -> str:
         """A few lines for the terminal: counts, the index, and every skip with its reason."""
@@ -140,12 +154,15 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
     sections = list(dict.fromkeys(f.section for f in report.figures))
     anchors = {s: f"s{i}" for i, s in enumerate(sections, 1)}
     toc = ['<li><a href="#summary">Summary</a></li>']
+    toc += [f'<li><a href="#t{i}">{esc(t.title)}</a></li>' for i, t in enumerate(report.sections, 1)]
     toc += [f'<li><a href="#{anchors[s]}">{esc(s)}</a></li>' for s in sections]
     if report.skipped or report.unreadable:
         toc.append('<li><a href="#skipped">Skipped</a></li>')
     parts += ["<ul>", *toc, "</ul>", '<h2 id="summary">Summary</h2>']
     for name, table in tables.items():
         parts += [f"<h3>{esc(name)}</h3>", _table(table)]
+    for i, extra in enumerate(report.sections, 1):
+        parts += [f'<h2 id="t{i}">{esc(extra.title)}</h2>', extra.html]
     for section in sections:
         parts.append(f'<h2 id="{anchors[section]}">{esc(section)}</h2>')
         for f in (f for f in report.figures if f.section == section):

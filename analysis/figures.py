@@ -47,6 +47,9 @@ from benchmark.errors import UserError
 DEFAULT_EFFICIENCY_SCORE = "factor_vae.eval_accuracy"  # Locatello et al. Fig. 6 uses it
 REPRESENTATION_ORDER = {"mean": 0, "sampled": 1}
 TRAVERSAL_OBSERVATIONS = 8
+# One traversal row per latent dimension: raw pixels' 4,096 rows would be a figure of 2,000 inches
+# (and tens of GB of memory); such models are skipped with the reason.
+MAX_TRAVERSAL_DIMS = 64
 # Every contract column but the long JSON ones, which no figure needs.
 FIGURE_COLUMNS = tuple(c for c in load.CONTRACT_COLUMNS if c not in ("job_config", "model_params"))
 
@@ -353,6 +356,10 @@ def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Repor
     if not getattr(model, "encodes_observations", True):
         rep.skip(what, f"{job['model']} codes the factors themselves: no encoder or decoder to "
                        "traverse", section)
+        return
+    if int(model.num_latent) > MAX_TRAVERSAL_DIMS:
+        rep.skip(what, f"{int(model.num_latent)} latent dimensions: more than the "
+                       f"{MAX_TRAVERSAL_DIMS} rows a traversal draws", section)
         return
     kl_cols = [c for c in kl_dim_columns(job.index) if pd.notna(job[c])]
     order = labels = None

@@ -97,7 +97,7 @@ def test_the_spec_shrunk_runs_end_to_end_and_draws_the_table(tmp_path):
     spec["seeds"] = [0, 1]
     spec["training"] = {"steps": 6, "batch_size": 8, "eval_batches": 1, "fit_samples": 300,
                         "checkpoint_every": 100}
-    spec["evaluation"]["overrides"] = {"beta_vae": {"batch_size": 4, "num_train": 40, "num_eval": 20}}
+    spec["evaluation"]["overrides"] = {"beta_vae": {"batch_size": 16, "num_train": 200, "num_eval": 100}}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(path), "--results",
@@ -110,8 +110,10 @@ def test_the_spec_shrunk_runs_end_to_end_and_draws_the_table(tmp_path):
     assert list(table["row"]) == [row.label for row in higgins_table1.ROWS]
     assert (table["mean_seeds"] == 2).all() and (table["sampled_seeds"] == 2).all()
     assert table["mean_mean"].between(0, 100).all()
-    gt = table.set_index("method").loc["ground_truth"]
-    assert gt["mean_mean"] == 100.0 and gt["sampled_mean"] == 100.0 and gt["mean_std"] == 0.0
+    gt = table.set_index("method").loc["ground_truth"]  # the ceiling, equal over seeds
+    assert gt["mean_mean"] >= 90 and gt["mean_mean"] == table["mean_mean"].max()
+    assert gt["sampled_mean"] == gt["mean_mean"] and gt["mean_std"] == 0.0
     index = (tmp_path / "res" / "higgins_table1" / "figures" / "index.html").read_text()
     assert "Higgins et al. 2017, Table 1" in index
     assert any("ground_truth codes the factors" in s.reason for s in report.skipped)
+    assert any("4096 latent dimensions" in s.reason for s in report.skipped)  # raw pixels

@@ -24,7 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import compare, distributions, downstream, heatmaps, load, report, traversals, views
+from analysis import (
+    compare,
+    distributions,
+    downstream,
+    heatmaps,
+    higgins_table1,
+    load,
+    report,
+    traversals,
+    views,
+)
 from analysis.names import (
     TC_COLUMN,
     downstream_columns,
@@ -39,6 +49,9 @@ DEFAULT_EFFICIENCY_SCORE = "factor_vae.eval_accuracy"  # Locatello et al. Fig. 6
 REPRESENTATION_ORDER = {"mean": 0, "sampled": 1}
 TRAVERSAL_OBSERVATIONS = 8
 ACROSS_MODELS = "all models: total correlation, KL per dimension"  # their group in the index
+# One traversal row per latent dimension: raw pixels' 4,096 rows would be a figure of 2,000 inches
+# (and tens of GB of memory); such models are skipped with the reason.
+MAX_TRAVERSAL_DIMS = 64
 # Every contract column but the long JSON ones, which no figure needs.
 FIGURE_COLUMNS = tuple(c for c in load.CONTRACT_COLUMNS if c not in ("job_config", "model_params"))
 
@@ -153,6 +166,7 @@ def _draw_frame(df: pd.DataFrame, study_dir: Path, out_dir: Path, rep: report.Re
             _per_representation(wr, representation, section, folder, rep, efficiency_score)
         _total_correlation(wd, section, folder, rep)
         _kl(wd, section, folder, rep)
+    higgins_table1.draw(w, out_dir, rep)
     _traversals(w, study_dir, out_dir, rep, traversal_jobs, view_points)
 
 
@@ -348,6 +362,14 @@ def _traversal(job: pd.Series, study_dir: Path, out_dir: Path, rep: report.Repor
     except Exception as e:  # noqa: BLE001 - a missing model or dataset costs one figure, not all
         reason = traceback.format_exception_only(type(e), e)[-1].strip().splitlines()[0]
         rep.skip(what, f"cannot load the model or its data: {reason}", section)
+        return
+    if not getattr(model, "encodes_observations", True):
+        rep.skip(what, f"{job['model']} codes the factors themselves: no encoder or decoder to "
+                       "traverse", section)
+        return
+    if int(model.num_latent) > MAX_TRAVERSAL_DIMS:
+        rep.skip(what, f"{int(model.num_latent)} latent dimensions: more than the "
+                       f"{MAX_TRAVERSAL_DIMS} rows a traversal draws", section)
         return
     kl_cols = [c for c in kl_dim_columns(job.index) if pd.notna(job[c])]
     order = labels = None

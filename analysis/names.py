@@ -39,7 +39,8 @@ METHODS: dict[str, str] = {
     "beta_tc_vae": "β-TCVAE", "beta_tcvae": "β-TCVAE", "betatcvae": "β-TCVAE",
     "pca": "PCA", "ica": "ICA", "fast_ica": "ICA", "raw_pixels": "raw pixels",
     "untrained_encoder": "untrained encoder", "denoising_ae": "denoising AE",
-    "sparse_ae": "sparse AE", "infogan": "InfoGAN",
+    "sparse_ae": "sparse AE", "infogan": "InfoGAN", "dc_ign": "DC-IGN",
+    "ground_truth": "ground truth",
 }
 HYPERPARAMETERS: dict[str, str] = {
     "beta": "β", "gamma": "γ", "c_max": "C_max", "lambda_od": "λ_od", "lambda_d": "λ_d",

@@ -33,6 +33,15 @@ class Skip:
     section: str = ""
 
 
+@dataclass(frozen=True)
+class HtmlSection:
+    """A section of index.html that is not a figure (a table with its note); `html` is its body,
+    already escaped, with paths relative to the index."""
+
+    title: str
+    html: str
+
+
 @dataclass
 class Report:
     """The outcome of ``draw_all``: figures written, figures skipped, index pages written, rows
@@ -43,6 +52,7 @@ class Report:
     skipped: list[Skip] = field(default_factory=list)
     indexes: list[Path] = field(default_factory=list)
     unreadable: list[Skip] = field(default_factory=list)  # what = the rows file
+    sections: list[HtmlSection] = field(default_factory=list)
 
     @property
     def index(self) -> Path | None:
@@ -51,6 +61,9 @@ class Report:
 
     def add(self, path: Path, caption: str, section: str, group: str = "") -> None:
         self.figures.append(FigureEntry(Path(path), caption, section, group))
+
+    def add_section(self, title: str, html: str) -> None:
+        self.sections.append(HtmlSection(title, html))
 
     def skip(self, what: str, reason: str, section: str = "") -> None:
         self.skipped.append(Skip(what, reason, section))
@@ -63,6 +76,7 @@ class Report:
         self.skipped += other.skipped
         self.indexes += other.indexes
         self.unreadable += other.unreadable
+        self.sections += other.sections
 
     def summary(self) -> str:
         """A few lines for the terminal: counts, the index, and every skip with its reason."""
@@ -149,6 +163,7 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
     groups = {s: list(dict.fromkeys(f.group for f in report.figures if f.section == s and f.group))
               for s in sections}
     toc = ['<li><a href="#summary">Summary</a></li>']
+    toc += [f'<li><a href="#t{i}">{esc(t.title)}</a></li>' for i, t in enumerate(report.sections, 1)]
     for s in sections:
         sub = "".join(f'<li><a href="#{anchors[s]}-{j}">{esc(_heading(g))}</a></li>'
                       for j, g in enumerate(groups[s], 1))
@@ -158,6 +173,8 @@ def write_index(report: Report, title: str, tables: dict[str, pd.DataFrame],
     parts += ["<ul>", *toc, "</ul>", '<h2 id="summary">Summary</h2>']
     for name, table in tables.items():
         parts += [f"<h3>{esc(name)}</h3>", _table(table)]
+    for i, extra in enumerate(report.sections, 1):
+        parts += [f'<h2 id="t{i}">{esc(extra.title)}</h2>', extra.html]
     for section in sections:
         parts.append(f'<h2 id="{anchors[section]}">{esc(section)}</h2>')
         group = ""

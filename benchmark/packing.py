@@ -49,10 +49,10 @@ from benchmark.errors import UserError
 from benchmark.models.base import System, apply_updates
 from benchmark.settings import TrainingSettings
 from benchmark.training import (
+    DataStream,
     TrainedModel,
     TrainingRun,
     check_finite,
-    to_tensor,
     window_end,
     window_means,
 )
@@ -223,9 +223,9 @@ class _Pack:
 
     # ------------------------------------------------------------------ training
 
-    def _draw(self, run: TrainingRun) -> Callable[[], torch.Tensor]:
+    def _draw(self, run: TrainingRun) -> DataStream:
         # Batches are drawn on the host and moved to the device as one stacked tensor.
-        return lambda: to_tensor(run.data.sample_observations(self.config.batch_size, run.data_rng), _CPU)
+        return DataStream(run.data, self.config.batch_size, run.data_rng, _CPU)
 
     def _iteration(self, step: int) -> tuple[dict[str, torch.Tensor], int]:
         drawn, failed = [], {}

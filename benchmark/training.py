@@ -2,7 +2,9 @@
 
 `train(method, params, data, seed=..., config=..., checkpoint_dir=...)` trains any method of
 `benchmark.models.METHODS` on any ground-truth dataset (only `observation_shape` and
-`sample_observations(n, rng)` are used) and returns a `TrainedModel`.
+`sample_observations(n, rng)` are used; `factor_sizes`, `sample_one_factor_varies` and
+`sample_observations_from_factors` by the methods that use the factors) and returns a
+`TrainedModel`.
 
 Reproducibility: the seed is split (numpy SeedSequence) into independent streams for the weight
 initialisation, the training noise (reparameterisation, shuffles), the data stream (one i.i.d. batch
@@ -110,8 +112,9 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def build_system(method: str, params: Mapping[str, Any], observation_shape: tuple[int, int, int],
-                 config: TrainingSettings, seed: int) -> System:
-    """The method's networks, initialised from the seed's "init" stream (global RNG untouched)."""
+                 config: TrainingSettings, seed: int, factor_sizes: tuple[int, ...] = ()) -> System:
+    """The method's networks, initialised from the seed's "init" stream (global RNG untouched);
+    `factor_sizes`: the dataset's, for the methods that use the factors (`BuildContext`)."""
     ctx = BuildContext(
         observation_shape=tuple(int(s) for s in observation_shape),
         num_latent=config.num_latent,
@@ -120,6 +123,7 @@ def build_system(method: str, params: Mapping[str, Any], observation_shape: tupl
         learning_rate=float(config.learning_rate),
         batch_size=config.batch_size,
         fit_samples=config.fit_samples,
+        factor_sizes=tuple(int(s) for s in factor_sizes),
     )
     with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
         system = METHODS[method].build(ctx, dict(params))
@@ -148,6 +152,12 @@ class TrainedModel:
     def num_latent(self) -> int:
         return int(self.system.num_latent)
 
+    @property
+    def encodes_observations(self) -> bool:
+        """False for a representation of the factors themselves (ground_truth): no encoder, decoder
+        or traversal; `represent` then gives a function the metrics call with factor rows."""
+        return bool(self.system.encodes_observations)
+
     def _check_obs(self, obs: np.ndarray) -> None:
         if obs.ndim != 4 or tuple(obs.shape[1:]) != self.observation_shape:
             raise UserError(f"observations must have shape (N, {', '.join(map(str, self.observation_shape))}), "
@@ -160,6 +170,8 @@ class TrainedModel:
         PCA, ...) return the same codes for both."""
         if kind not in ("mean", "sampled"):
             raise UserError(f"representation must be 'mean' or 'sampled', got {kind!r}")
+        if not self.encodes_observations:
+            return _factor_representation(self.method, self.system.factor_codes)
         gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else int(seed))
 
         def represent_fn(obs: np.ndarray) -> np.ndarray:
@@ -182,6 +194,8 @@ class TrainedModel:
     @property
     def has_posterior(self) -> bool:
         """Whether the encoder gives a Gaussian q(z|x) (a log-variance); False for AE, PCA, ..."""
+        if not self.encodes_observations:
+            return False
         if not hasattr(self, "_has_posterior"):
             probe = torch.zeros((1, *self.observation_shape), device=self.device)
             with torch.inference_mode():
@@ -224,6 +238,18 @@ class TrainedModel:
     def reconstruct(self, obs: np.ndarray) -> np.ndarray:
         """decode(mean code of obs): images (N, C, H, W) in [0, 1]."""
         return self.decode(self.represent("mean")(obs))
+
+
+def _factor_representation(method: str, codes: Callable[[np.ndarray], np.ndarray]):
+    """The representation of a system that codes factors, not observations: calling it with
+    observations is an error; the metrics suite finds `of_factors` and calls that with the factor
+    rows it draws (`benchmark.metrics.sampling.FactorEncoder`). Deterministic: mean = sampled."""
+
+    def represent_fn(obs: np.ndarray) -> np.ndarray:
+        raise UserError(f"{method} codes the ground-truth factors, not observations")
+
+    represent_fn.of_factors = codes
+    return represent_fn
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -282,7 +308,7 @@ def load_trained(checkpoint_dir: str | Path, device: str = "cpu") -> TrainedMode
     config = TrainingSettings(**ck["config"])
     dev = resolve_device(device)
     system = build_system(ck["method"], ck["params"], tuple(ck["observation_shape"]), config,
-                          ck["seed"])
+                          ck["seed"], tuple(ck.get("factor_sizes") or ()))
     system.load_state_dict(ck["model"])
     system.to(dev)
     return TrainedModel(ck["method"], dict(ck["params"]), ck["seed"], config, system, ck["step"],
@@ -329,6 +355,26 @@ def window_means(window: list[tuple[int, dict[str, torch.Tensor]]]) -> dict[str,
     return {k: float(torch.stack([m[k] for _, m in window]).float().mean()) for k in window[-1][1]}
 
 
+class DataStream:
+    """A job's training batches (`models.base.Draw`), all drawn with its data generator `rng` (whose
+    state the checkpoint keeps): `stream()` one i.i.d. batch (dlib's input pipeline);
+    `stream.one_factor_varies()` a batch in which only one factor varies (weakly supervised methods,
+    `GroundTruthData.sample_one_factor_varies`) and that factor's index."""
+
+    def __init__(self, data: Any, batch_size: int, rng: np.random.Generator, device: torch.device) -> None:
+        self.data, self.batch_size, self.rng, self.device = data, batch_size, rng, device
+
+    def __call__(self) -> torch.Tensor:
+        return to_tensor(self.data.sample_observations(self.batch_size, self.rng), self.device)
+
+    def one_factor_varies(self) -> tuple[torch.Tensor, int]:
+        if not hasattr(self.data, "sample_one_factor_varies"):
+            raise UserError(f"{type(self.data).__name__} has no ground-truth factors to vary")
+        k, factors = self.data.sample_one_factor_varies(self.batch_size, self.rng)
+        obs = self.data.sample_observations_from_factors(factors, self.rng)
+        return to_tensor(obs, self.device), int(k)
+
+
 class TrainingRun:
     """One job between steps: its networks, optimisers, random streams, step and checkpoint.
 
@@ -347,10 +393,13 @@ class TrainingRun:
         self.device = device = resolve_device(config.device)
         self.obs_shape = obs_shape = tuple(int(s) for s in data.observation_shape)
         self.seeds = seeds = _streams(seed)
-        self.system = system = build_system(method, params, obs_shape, config, seed).to(device)
+        self.factor_sizes = tuple(int(s) for s in getattr(data, "factor_sizes", ()))
+        self.system = system = build_system(method, params, obs_shape, config, seed,
+                                            self.factor_sizes).to(device)
         self.optimizers = system.make_optimizers()
         self.noise = torch.Generator(device=device).manual_seed(seeds["noise"])
         self.data_rng = np.random.default_rng(seeds["data"])
+        self.draw = DataStream(data, config.batch_size, self.data_rng, device)
         self.step, self.train_seconds = 0, 0.0
         self.result: TrainedModel | None = None
         self.ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
@@ -413,15 +462,12 @@ class TrainingRun:
         self.train_seconds += time.perf_counter() - t0
         return self.finish()
 
-    def draw(self) -> torch.Tensor:
-        """The next batch of this job's data stream, on its device."""
-        return to_tensor(self.data.sample_observations(self.config.batch_size, self.data_rng), self.device)
-
     def checkpoint(self, summary: dict | None) -> dict:
         """The `last.pt` content: everything a resume needs, and the summary once finished."""
         return {
             "format": CHECKPOINT_FORMAT, "method": self.method, "params": self.params, "seed": self.seed,
             "config": self.config.model_dump(), "observation_shape": list(self.obs_shape),
+            "factor_sizes": list(self.factor_sizes),
             "step": self.step, "train_seconds": self.train_seconds,
             "model": {k: v.detach().cpu() for k, v in self.system.state_dict().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},

@@ -13,10 +13,11 @@ from benchmark.training import train
 GRADIENT_METHODS = ["beta_vae", "vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii",
                     "beta_tc_vae", "denoising_ae", "sparse_ae", "information_dropout"]
 FITTED = ["pca", "fast_ica", "raw_pixels", "untrained_encoder", "sparse_coding"]
+FACTOR_METHODS = ["dc_ign", "ground_truth"]  # use the dataset's factors: tests/test_models_dc_ign.py
 
 
 def test_registry_lists_every_method():
-    assert set(METHODS) == set(GRADIENT_METHODS + FITTED + ["infogan"])
+    assert set(METHODS) == set(GRADIENT_METHODS + FITTED + FACTOR_METHODS + ["infogan"])
 
 
 def curve(method, params=None, steps=40, key="loss", data=None, **cfg):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data.rng import RandomLike, as_rng
+from benchmark.data.rng import RandomLike, as_rng, integers
 from benchmark.data.state_space import StateSpace
 
 
@@ -88,6 +88,17 @@ class GroundTruthData:
         """Advance ``rng`` exactly as `sample_observations_from_factors` (same factors) would, keeping
         no image: a later batch then gets the noise it gets when everything before it is rendered."""
         self._skip(self.state_space.validate_factors(factors), as_rng(rng))
+
+    def sample_one_factor_varies(self, n: int, rng: RandomLike) -> tuple[int, np.ndarray]:
+        """A weakly supervised batch (DC-IGN, Kulkarni et al. 2015): (k, factors (n, K) int64) where
+        factor k is drawn uniformly, every other factor is fixed to one uniform draw shared by the
+        batch, and factor k is drawn uniformly for each row, so only factor k varies (a factor of
+        size 1 gives a batch of one repeated combination). Draw order: k, the shared row, factor k."""
+        state = as_rng(rng)
+        k = int(integers(state, self.num_factors))
+        factors = np.repeat(self.sample_factors(1, state), int(n), axis=0)
+        factors[:, k] = integers(state, int(self.factor_sizes[k]), int(n))
+        return k, factors
 
     def sample(self, n: int, rng: RandomLike) -> tuple[np.ndarray, np.ndarray]:
         """(factors, observations) for n uniform draws; one random state serves both, in that order."""

@@ -8,6 +8,10 @@ The interventional metrics take their codes piece by piece (`FactorEncoder.chunk
 a memory budget, each piece the codes encoding everything at once gives (docs/robustness.md).
 The posterior metrics (``mig_exact``...) encode the whole grid to Gaussian parameters
 (`encode_grid_posterior`).
+
+A representation is a function of observations; one that is a function of the ground-truth factors
+themselves (the ground_truth baseline, Higgins et al. 2017 Table 1) carries ``of_factors(factors
+(n, K)) -> codes (n, D)``, which `FactorEncoder` calls with the factor rows instead of rendering them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 from benchmark.errors import UserError
 from benchmark.metrics import utils
 
-Represent = Callable[[np.ndarray], np.ndarray]
+Represent = Callable[[np.ndarray], np.ndarray]  # optionally with `of_factors` (module doc)
 # observations (n, C, H, W) float32 -> (mean, logvar), each (n, D): a Gaussian q(z|x)
 GaussianEncoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -87,11 +91,14 @@ class FactorEncoder:
     def _render_encode(self, factors: np.ndarray, rng) -> np.ndarray:
         if not len(factors):
             raise UserError("no factor rows to encode")
+        of_factors = getattr(self.represent, "of_factors", None)
         out = None  # filled batch by batch: never the batches and their concatenation at once
         for start in range(0, len(factors), self.batch_size):
             chunk = factors[start:start + self.batch_size]
-            obs = self.data.sample_observations_from_factors(chunk, rng)
-            raw = np.asarray(self.represent(obs))
+            if of_factors is not None:  # codes of the factors themselves: nothing to render
+                raw = np.asarray(of_factors(chunk))
+            else:
+                raw = np.asarray(self.represent(self.data.sample_observations_from_factors(chunk, rng)))
             codes = checked_codes(raw, len(chunk))
             if self.code_dim is None:
                 self.code_dim, self._native = codes.shape[1], raw.dtype
@@ -270,7 +277,10 @@ def checked_codes(codes, n: int) -> np.ndarray:
 
 
 def is_deterministic(data, represent: Represent, probe: int = 8, seed: int = 12345) -> bool:
-    """True when rendering and encoding the same factors twice (different RNGs) gives equal codes."""
+    """True when rendering and encoding the same factors twice (different RNGs) gives equal codes;
+    always for a representation of the factors themselves (``of_factors``)."""
+    if getattr(represent, "of_factors", None) is not None:
+        return True
     obs_a, obs_b = _render_twice(data, probe, seed)
     if not np.array_equal(obs_a, obs_b):
         return False

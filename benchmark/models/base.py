@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -11,8 +12,17 @@ from torch import nn
 
 from benchmark.models.losses import sample_gaussian
 
-# draw() -> a fresh float32 batch (N, C, H, W) on the system's device, from the job's data stream.
-Draw = Callable[[], torch.Tensor]
+
+class Draw(Protocol):
+    """The job's training data stream (`training.DataStream`), drawn with the job's data generator."""
+
+    def __call__(self) -> torch.Tensor:
+        """A fresh float32 i.i.d. batch (N, C, H, W) on the system's device (dlib's input pipeline)."""
+
+    def one_factor_varies(self) -> tuple[torch.Tensor, int]:
+        """(batch, k): a batch in which only ground-truth factor k varies, the others fixed to one
+        random draw (`GroundTruthData.sample_one_factor_varies`; weakly supervised methods)."""
+
 # A method's scalar loss weights at one step (β, γ, C, ...): python floats when one model trains,
 # 0-dim tensors (one value per model) inside a pack (`benchmark.packing`).
 Coefficients = Mapping[str, "float | torch.Tensor"]
@@ -29,6 +39,9 @@ class BuildContext:
     learning_rate: float
     batch_size: int
     fit_samples: int = 10_000  # observations fitted baselines are fitted on
+    # the dataset's factor sizes, for methods that use the factors (dc_ign, ground_truth); empty
+    # where no dataset is at hand (cost estimates build systems without one)
+    factor_sizes: tuple[int, ...] = ()
 
 
 class System(nn.Module):
@@ -46,6 +59,9 @@ class System(nn.Module):
     """
 
     fitted: bool = False  # True: "trained" by `fit` on samples, no gradient steps
+    # False: the representation is a function of the ground-truth factors (`factor_codes`), not of
+    # observations; such a system has no encoder or decoder (the ground_truth baseline)
+    encodes_observations: bool = True
     num_latent: int
     steps_per_iteration: int = 1  # global steps one `training_step` advances
 
@@ -98,6 +114,10 @@ class System(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes (N, D) → images (N, C, H, W) with values in [0, 1]."""
+        raise NotImplementedError
+
+    def factor_codes(self, factors: np.ndarray) -> np.ndarray:
+        """Codes (n, D) of factor rows (n, K), for a system that does not encode observations."""
         raise NotImplementedError
 
 

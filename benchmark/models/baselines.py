@@ -1,9 +1,11 @@
 """Baselines of the β-VAE paper's comparison table (Higgins et al. 2017, Table 1): PCA, FastICA, raw
-pixels and an untrained (randomly initialised) encoder; and sparse coding (Olshausen & Field 1996). They "train" by fitting on `fit_samples`
+pixels, an untrained (randomly initialised) encoder and the ground truth (the factors themselves);
+and sparse coding (Olshausen & Field 1996). They "train" by fitting on `fit_samples`
 observations of the job's data stream (or not at all) and expose the same encode/decode interface.
 
 Their representations are deterministic: "sampled" equals "mean" (except the untrained encoder, which
-has a log-variance head). Their summary has `reconstruction_mse` (per-image summed squared error of
+has a log-variance head). The ground truth encodes no observation: its codes are computed from the
+factors the metrics draw (`System.factor_codes`). Their summary has `reconstruction_mse` (per-image summed squared error of
 decode(encode(x)), batch mean) instead of the VAE terms, so values are never mixed with a Bernoulli NLL.
 """
 
@@ -18,6 +20,7 @@ import torch
 from sklearn.decomposition import PCA, FastICA, MiniBatchDictionaryLearning, sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 
+from benchmark.errors import UserError
 from benchmark.models.base import BuildContext, System
 from benchmark.models.vae import GaussianVAE
 
@@ -156,3 +159,42 @@ class UntrainedEncoder(GaussianVAE):
 
     def fit(self, draw_numpy, seed):
         pass
+
+
+def normalised_factors(factors: np.ndarray, factor_sizes: tuple[int, ...]) -> np.ndarray:
+    """Factor class indices (n, K) scaled to [0, 1] per factor: index / (size − 1) (0 for a factor of
+    size 1), float64. Our datasets give factors as class indices; on dSprites the factor values are
+    evenly spaced (scale 0.5-1, orientation 0-2π, positions 0-1; shape is categorical), so this equals
+    the factor values min-max scaled to [0, 1], and it needs no dataset-specific value table."""
+    scale = np.maximum(np.asarray(factor_sizes, dtype=np.float64) - 1.0, 1.0)
+    return np.asarray(factors, dtype=np.float64) / scale
+
+
+class GroundTruth(System):
+    """The ground-truth factors as the representation (Higgins et al. 2017, Table 1, "Ground truth":
+    the ceiling of every metric): codes = `normalised_factors`, one per factor (the config's
+    num_latent is ignored). Nothing to fit; deterministic, so "sampled" equals "mean". It encodes no
+    observation (the factors of an image are not recoverable from it in general: dSprites' square
+    looks the same at four orientations), so the metrics suite codes the factor rows it draws
+    directly (`encodes_observations = False`), and it has no decoder (no traversals)."""
+
+    fitted = True
+    encodes_observations = False
+
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__()
+        self.factor_sizes = tuple(int(s) for s in ctx.factor_sizes)
+        self.num_latent = len(self.factor_sizes)
+
+    def fit(self, draw_numpy, seed):
+        if not self.factor_sizes:
+            raise UserError("ground_truth needs a dataset with ground-truth factors")
+
+    def factor_codes(self, factors: np.ndarray) -> np.ndarray:
+        return normalised_factors(factors, self.factor_sizes)
+
+    def encode(self, x):
+        raise UserError("ground_truth's codes are the factors: it encodes no observation")
+
+    def decode(self, z):
+        raise UserError("ground_truth has no decoder")

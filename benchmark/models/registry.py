@@ -153,6 +153,17 @@ METHODS: dict[str, MethodSpec] = {
     "untrained_encoder": MethodSpec(
         "untrained_encoder", lambda ctx, p: _lazy("baselines").UntrainedEncoder(ctx), {},
         "The study's encoder at its seeded random initialisation."),
+    "ground_truth": MethodSpec(
+        "ground_truth", lambda ctx, p: _lazy("baselines").GroundTruth(ctx), {},
+        "The ground-truth factors, each scaled to [0, 1] (index / (size - 1)): every metric's ceiling."),
+    # --- weakly supervised: batches in which one ground-truth factor varies
+    "dc_ign": MethodSpec(
+        "dc_ign", lambda ctx, p: _lazy("dc_ign").DCIGN(ctx, p["invariance_strength"]),
+        {"invariance_strength": Param(0.01, float, minimum=_POS,
+                                      doc="scale of the clamped units' pull to their batch mean "
+                                          "(the paper's 1/100)")},
+        "DC-IGN (Kulkarni et al. 2015): VAE, one latent block per factor; in batches where factor k "
+        "varies, the other blocks are clamped to their batch mean."),
     # --- the autoencoder lecture
     "denoising_ae": MethodSpec(
         "denoising_ae",

@@ -52,7 +52,6 @@ from benchmark.training import (
     TrainedModel,
     TrainingRun,
     check_finite,
-    to_tensor,
     window_end,
     window_means,
 )
@@ -224,8 +223,9 @@ class _Pack:
     # ------------------------------------------------------------------ training
 
     def _draw(self, run: TrainingRun) -> Callable[[], torch.Tensor]:
-        # Batches are drawn on the host and moved to the device as one stacked tensor.
-        return lambda: to_tensor(run.data.sample_observations(self.config.batch_size, run.data_rng), _CPU)
+        # Gathered on the device from the dataset's grid when the data are there, else drawn on the
+        # host and moved to the device as one stacked tensor.
+        return lambda: run.draw(_CPU)
 
     def _iteration(self, step: int) -> tuple[dict[str, torch.Tensor], int]:
         drawn, failed = [], {}

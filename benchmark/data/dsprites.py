@@ -13,6 +13,7 @@ variant also reads ``scream/scream.jpg`` when present.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 from benchmark.data import cache, dsprites_render
 from benchmark.data.base import GroundTruthData
 from benchmark.data.files import CHUNK_ROWS, read_rows
+from benchmark.data.grid import GridSource
 from benchmark.data.info import DataFile, DatasetInfo, RemoteFile, image_at_least
 from benchmark.data.readers import open_array
 from benchmark.data.rng import integers, uniform
@@ -65,6 +67,8 @@ class DSprites(GroundTruthData):
     def __init__(self, sprites: SpriteSource | None = None, source: str = "procedural",
                  provenance: dict[str, Any] | None = None):
         self._sprites = sprites if sprites is not None else dsprites_render.render_classes
+        # what the sprites are, for sharing one device grid (None: this object's own)
+        self._sprites_key = dsprites_render.RENDERER_VERSION if sprites is None else getattr(sprites, "key", None)
         self.source = source
         self.provenance = dict(provenance or {"renderer": dsprites_render.RENDERER_VERSION})
 
@@ -76,6 +80,21 @@ class DSprites(GroundTruthData):
     def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
         return self.sprites(factors, rng)[:, None].astype(np.float32)
 
+    # the device grid holds the binary sprites, bit-packed; the variants share it
+    def grid_source(self) -> GridSource:
+        space = self.state_space
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            sprites = self._sprites(space.index_to_factors(np.arange(start, stop)))
+            return np.packbits(sprites.reshape(stop - start, -1), axis=1)
+
+        key = None if self._sprites_key is None else ("dsprites", self._sprites_key, space.factor_sizes)
+        return GridSource(key, space.num_points, (1, 64, 64), "bits", chunk)
+
+    def grid_rows(self, factors: np.ndarray, rng) -> np.ndarray:
+        integers(rng, 1, len(factors))  # as `sprites`: dlib's size-1 colour factor
+        return self.state_space.factors_to_index(factors)
+
 
 class ColorDSprites(DSprites):
     """Color-dSprites: the sprite times one RGB colour per image, colour ~ U(0.5, 1)^3; background 0."""
@@ -84,10 +103,17 @@ class ColorDSprites(DSprites):
     observation_shape = (3, 64, 64)
     deterministic = False
 
+    @staticmethod
+    def _colors(n: int, rng) -> np.ndarray:
+        """float32 (n, 3, 1, 1): dlib's NHWC draw, in NCHW."""
+        return uniform(rng, 0.5, 1.0, (n, 1, 1, 3)).transpose(0, 3, 1, 2).astype(np.float32)
+
     def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
         x = self.sprites(factors, rng).astype(np.float32)
-        color = uniform(rng, 0.5, 1.0, (len(factors), 1, 1, 3))  # dlib's NHWC draw
-        return x[:, None] * color.transpose(0, 3, 1, 2).astype(np.float32)
+        return x[:, None] * self._colors(len(factors), rng)
+
+    def finish_on_device(self, x, rng, sampler):
+        return x * sampler.tensor(self._colors(len(x), rng))  # x is 0 or 1: the product is exact
 
 
 class NoisyDSprites(DSprites):
@@ -101,6 +127,11 @@ class NoisyDSprites(DSprites):
         x = self.sprites(factors, rng).astype(np.float32)
         noise = uniform(rng, 0.0, 1.0, (len(factors), 64, 64, 3)).transpose(0, 3, 1, 2)
         return np.minimum(x[:, None] + noise, 1.0).astype(np.float32)
+
+    def finish_on_device(self, x, rng, sampler):
+        # the numpy draw's float64 values (bitwise), or float32 ones from the device's generator
+        noise = sampler.uniform_noise(rng, (len(x), 64, 64, 3)).permute(0, 3, 1, 2)
+        return (x + noise).clamp(max=1.0).float()
 
 
 class ScreamDSprites(DSprites):
@@ -122,18 +153,37 @@ class ScreamDSprites(DSprites):
             raise ValueError(f"scream texture must be (H, W, 3) with H, W > 64, got {texture.shape}")
         self.texture = texture
 
+    def _crops(self, n: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per image, in dlib's RNG order: the crop's row, its column, the colour (3 floats)."""
+        h, w = self.texture.shape[:2]
+        rows, cols, colors = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 3))
+        for i in range(n):
+            rows[i] = integers(rng, h - 64)
+            cols[i] = integers(rng, w - 64)
+            colors[i] = uniform(rng, 0.0, 1.0, 3)
+        return rows, cols, colors
+
     def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
         x = self.sprites(factors, rng)
-        h, w = self.texture.shape[:2]
+        rows, cols, colors = self._crops(len(factors), rng)
         out = np.empty((len(factors), 3, 64, 64), dtype=np.float32)
-        for i in range(len(factors)):  # per image, in dlib's RNG order: row, column, colour
-            r = integers(rng, h - 64)
-            c = integers(rng, w - 64)
-            background = (self.texture[r : r + 64, c : c + 64] + uniform(rng, 0.0, 1.0, 3)) / 2.0
+        for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+            background = (self.texture[r : r + 64, c : c + 64] + colors[i]) / 2.0
             mask = x[i].astype(bool)
             background[mask] = 1.0 - background[mask]
             out[i] = background.transpose(2, 0, 1)
         return out
+
+    def finish_on_device(self, x, rng, sampler):
+        import torch
+
+        rows, cols, colors = (sampler.tensor(a) for a in self._crops(len(x), rng))
+        offsets = torch.arange(64, device=x.device)
+        texture = sampler.constant(self.texture)  # float64, as the host computes
+        crops = texture[(rows[:, None] + offsets)[:, :, None], (cols[:, None] + offsets)[:, None, :]]
+        background = (crops + colors[:, None, None, :]) / 2.0  # (n, 64, 64, 3)
+        inverted = torch.where(x[:, 0, :, :, None] > 0, 1.0 - background, background)
+        return inverted.permute(0, 3, 1, 2).float()
 
 
 def load_scream(path) -> np.ndarray:
@@ -235,13 +285,21 @@ def _dsprites_sizes(path: Path, n: int) -> tuple[int, ...]:
 def file_sprites(data_dir: Path) -> tuple[SpriteSource, tuple[int, ...], dict[str, Any]]:
     """The file's sprites as a ``SpriteSource``, its factor sizes, and the provenance of datasets built on it."""
     packed, sizes, path = open_dsprites(data_dir)
-    space = StateSpace(sizes)
+    return _FileSprites(packed, sizes), sizes, {"file": path.name}
 
-    def sprites(factors: np.ndarray) -> np.ndarray:
-        rows = read_rows(packed, factors @ space.strides)
+
+class _FileSprites:
+    """The sprites of the converted file (a `SpriteSource`); `key` names the cache file's content."""
+
+    def __init__(self, packed: np.ndarray, sizes: tuple[int, ...]) -> None:
+        self.packed, self.space = packed, StateSpace(sizes)
+        name = getattr(packed, "filename", None)
+        st = os.stat(name) if name else None
+        self.key = ("file", str(name), st.st_size, st.st_mtime_ns) if st else None
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        rows = read_rows(self.packed, factors @ self.space.strides)
         return np.unpackbits(rows, axis=1).reshape(len(factors), 64, 64)
-
-    return sprites, sizes, {"file": path.name}
 
 
 def _with_file_sizes(ds: DSprites, sizes: tuple[int, ...]) -> DSprites:

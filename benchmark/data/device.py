@@ -64,7 +64,7 @@ class DeviceGrid:
         self.device, self.shape, self.rows = device, tuple(source.shape), source.rows
         self.encoding = source.encoding
         self._constants: dict[str, torch.Tensor] = {}
-        t0, last = time.perf_counter(), 0.0
+        t0, logged = time.perf_counter(), -1
         codes = None
         step = max(1, CHUNK_BYTES // row_bytes(self.shape, "f32"))
         for start in range(0, source.rows, step):
@@ -78,10 +78,10 @@ class DeviceGrid:
                 codes = torch.empty((source.rows, *chunk.shape[1:]), dtype=torch.from_numpy(chunk[:0]).dtype,
                                     device=device)
             codes[start:stop].copy_(torch.from_numpy(np.ascontiguousarray(chunk)))
-            if stop == source.rows or time.perf_counter() - last > 10:
-                last = time.perf_counter()
+            if 10 * stop // source.rows > logged:  # each tenth of the grid
+                logged = 10 * stop // source.rows
                 log.info("%s on %s: %d/%d images (%.0f%%) in %.1f s", name, device, stop, source.rows,
-                         100 * stop / source.rows, last - t0)
+                         100 * stop / source.rows, time.perf_counter() - t0)
         self.codes = codes
         self.nbytes = codes.numel() * codes.element_size()
         self._values = torch.from_numpy(U8_VALUES).to(device)

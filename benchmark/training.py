@@ -2,7 +2,8 @@
 
 `train(method, params, data, seed=..., config=..., checkpoint_dir=...)` trains any method of
 `benchmark.models.METHODS` on any ground-truth dataset (only `observation_shape` and
-`sample_observations(n, rng)` are used) and returns a `TrainedModel`.
+`sample_observations(n, rng)` are used, and the grid hooks of `benchmark.data.device` when the data
+are gathered on the device: `config.data_on_device`) and returns a `TrainedModel`.
 
 Reproducibility: the seed is split (numpy SeedSequence) into independent streams for the weight
 initialisation, the training noise (reparameterisation, shuffles), the data stream (one i.i.d. batch

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One GPU, under 8 minutes: packed-training throughput (K = 1, 4, 16, 64; vmap and loop), the
-# fraction of the device's peak FLOP/s the best pack reaches, and the projected time of the full
-# study from this fresh measurement. Run from a clone with the project installed:
+# One GPU, under 10 minutes: packed-training throughput (K = 1, 4, 16, 64; vmap and loop), the
+# fraction of the device's peak FLOP/s the best pack reaches, the projected time of the full
+# study from this fresh measurement, and the data at device speed (a pack's batches drawn on the
+# host vs gathered from the dataset's grid in the device's memory). Run from a clone with the project installed:
 #
 #     bash bench/gpu_check.sh                 # on the GPU machine; writes bench/results/
 #     bash bench/gpu_check.sh --device cpu    # dry mode on a CPU: same path, tiny sizes, writes
@@ -31,10 +32,12 @@ if [[ $device == cuda ]]; then
     fi
     kind="cuda:$name"
     packs=1,4,16,64 steps=20 warmup=5 strategies=vmap,loop
+    data_pack=64 data_opts="--seconds 1"
     results=bench/results
 else
     name=cpu kind=cpu-1thread
     packs=1,2 steps=2 warmup=1 strategies=loop
+    data_pack=2 data_opts="--seconds 0.05 --small-grid"
     results=$(mktemp -d)
 fi
 table=$results/throughput.json
@@ -61,5 +64,9 @@ EOF
     echo "## projected full study (benchmark run study_specs/unsupervised.yaml --dry-run --estimate --pack $best_k)"
     "$py" -m benchmark.cli run study_specs/unsupervised.yaml --dry-run --estimate --pack "$best_k" \
         --throughput "$table" --gpus 1 --cpus-per-gpu "$(getconf _NPROCESSORS_ONLN)"
+    echo
+    echo "## data at device speed (bench/data_speed.py --device $device --pack $data_pack $data_opts)"
+    # shellcheck disable=SC2086  # data_opts is a list of options
+    "$py" bench/data_speed.py --device "$device" --pack "$data_pack" $data_opts
 } 2>&1 | tee "$report"
 echo "wrote $report and $table"

@@ -353,8 +353,10 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
     # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
-    # port: 3x slower fits, same values), the threads the job ran with, its peak memory and its
-    # pack if any.
+    # port: 3x slower fits, same values), the threads the job ran with, its peak memory, its
+    # pack if any, and where its batches were drawn when on the device (benchmark.data.device).
+    if getattr(model, "data_stream", None):
+        provenance = {**provenance, "data": model.data_stream}
     common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(),
                                            torch_threads=torch.get_num_threads(), **peak_rss_mb(),
                                            **provenance)

@@ -224,8 +224,9 @@ class _Pack:
     # ------------------------------------------------------------------ training
 
     def _draw(self, run: TrainingRun) -> DataStream:
-        # Batches are drawn on the host and moved to the device as one stacked tensor.
-        return DataStream(run.data, self.config.batch_size, run.data_rng, _CPU)
+        # Gathered on the device from the dataset's grid when the data are there, else drawn on the
+        # host and moved to the device as one stacked tensor.
+        return DataStream(run.data, self.config.batch_size, run.data_rng, _CPU, run.sample)
 
     def _iteration(self, step: int) -> tuple[dict[str, torch.Tensor], int]:
         drawn, failed = [], {}

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from benchmark.errors import UserError
 
@@ -58,6 +58,16 @@ class TrainingSettings(BaseModel):
     # Observations the fitted baselines (PCA, ICA) see.
     fit_samples: Annotated[int, Field(gt=0), MATCH_ON_RESUME] = 10_000
     log_every: Annotated[int, Field(gt=0), NOT_IN_ID] = 100
+    # Where training batches are drawn (`benchmark.data.device`): "on" gathers them on the device
+    # from the dataset's grid held in its memory, "off" samples them on the host; "auto" = on for
+    # accelerators, off on the CPU. The batches are the host's, bitwise, except noisy-dSprites' noise
+    # on an accelerator (same distribution): README, "Data at device speed".
+    data_on_device: Annotated[Literal["auto", "on", "off"], NOT_IN_ID] = "auto"
+
+    @field_validator("data_on_device", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}[value] if isinstance(value, bool) else value  # YAML's on/off
 
     def __init__(self, **values: Any) -> None:
         # pydantic calls this for the settings nested in a spec too: load_spec adds the file name.

@@ -3,8 +3,9 @@
 `train(method, params, data, seed=..., config=..., checkpoint_dir=...)` trains any method of
 `benchmark.models.METHODS` on any ground-truth dataset (only `observation_shape` and
 `sample_observations(n, rng)` are used; `factor_sizes`, `sample_one_factor_varies` and
-`sample_observations_from_factors` by the methods that use the factors) and returns a
-`TrainedModel`.
+`sample_observations_from_factors` by the methods that use the factors, and the grid hooks of
+`benchmark.data.device` when the data are gathered on the device: `config.data_on_device`) and
+returns a `TrainedModel`.
 
 Reproducibility: the seed is split (numpy SeedSequence) into independent streams for the weight
 initialisation, the training noise (reparameterisation, shuffles), the data stream (one i.i.d. batch
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from benchmark.allocator import MALLOC_ENV, apply_worker_env
+from benchmark.data.device import data_sampler
 from benchmark.errors import UserError
 from benchmark.models import METHODS, validate_params
 from benchmark.models.architectures import init_weights
@@ -136,6 +138,8 @@ def build_system(method: str, params: Mapping[str, Any], observation_shape: tupl
 
 class TrainedModel:
     """A trained (or fitted) model: its representation functions, decoder and training summary."""
+
+    data_stream: dict | None = None  # how its training batches were drawn, when on the device
 
     def __init__(self, method: str, params: dict[str, Any], seed: int, config: TrainingSettings,
                  system: System, steps: int, summary: dict[str, float], train_seconds: float,
@@ -318,8 +322,8 @@ def load_trained(checkpoint_dir: str | Path, device: str = "cpu") -> TrainedMode
 
 # --------------------------------------------------------------------------- training
 
-def _summary(system: System, data: Any, config: TrainingSettings, step: int, seeds: dict[str, int],
-             device: torch.device) -> dict[str, float]:
+def _summary(system: System, sample: Callable[[int, Any], torch.Tensor], config: TrainingSettings, step: int,
+             seeds: dict[str, int], device: torch.device) -> dict[str, float]:
     """dlib's `train_results`: each quantity averaged over `eval_batches` fresh batches (stochastic
     forward pass, as TF's EVAL mode with tf.metrics.mean)."""
     if config.eval_batches == 0:
@@ -330,7 +334,7 @@ def _summary(system: System, data: Any, config: TrainingSettings, step: int, see
     system.eval()
     with torch.no_grad():
         for _ in range(config.eval_batches):
-            x = to_tensor(data.sample_observations(config.batch_size, rng), device)
+            x = sample(config.batch_size, rng)
             for k, v in system.summary_terms(x, step, gen).items():
                 totals[k] = totals.get(k, 0.0) + v.double()
     return {k: float(v) / config.eval_batches for k, v in totals.items()}
@@ -361,10 +365,14 @@ class DataStream:
     `stream.one_factor_varies()` a batch in which only one factor varies (weakly supervised methods,
     `GroundTruthData.sample_one_factor_varies`) and that factor's index."""
 
-    def __init__(self, data: Any, batch_size: int, rng: np.random.Generator, device: torch.device) -> None:
+    def __init__(self, data: Any, batch_size: int, rng: np.random.Generator, device: torch.device,
+                 sample: Callable[[int, Any, torch.device | None], torch.Tensor] | None = None) -> None:
         self.data, self.batch_size, self.rng, self.device = data, batch_size, rng, device
+        self.sample = sample  # `TrainingRun.sample`: the device grid's gather when the data are there
 
     def __call__(self) -> torch.Tensor:
+        if self.sample is not None:
+            return self.sample(self.batch_size, self.rng, self.device)
         return to_tensor(self.data.sample_observations(self.batch_size, self.rng), self.device)
 
     def one_factor_varies(self) -> tuple[torch.Tensor, int]:
@@ -399,9 +407,10 @@ class TrainingRun:
         self.optimizers = system.make_optimizers()
         self.noise = torch.Generator(device=device).manual_seed(seeds["noise"])
         self.data_rng = np.random.default_rng(seeds["data"])
-        self.draw = DataStream(data, config.batch_size, self.data_rng, device)
         self.step, self.train_seconds = 0, 0.0
         self.result: TrainedModel | None = None
+        self._sampler: Any = None  # the device grid's sampler, or False: the host (on first draw)
+        self.draw = DataStream(data, config.batch_size, self.data_rng, device, self.sample)
         self.ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
         if self.ck_path is None:
             return
@@ -462,6 +471,19 @@ class TrainingRun:
         self.train_seconds += time.perf_counter() - t0
         return self.finish()
 
+    def sample(self, n: int, rng: Any, device: torch.device | None = None) -> torch.Tensor:
+        """`n` observations drawn from `rng` as `data.sample_observations` draws them, as a tensor."""
+        if self._sampler is None:  # built on first use: a finished model needs no grid
+            self._sampler = data_sampler(self.data, self.device, self.config.data_on_device) or False
+        if self._sampler:
+            return self._sampler.sample_observations(n, rng)
+        return to_tensor(self.data.sample_observations(n, rng), device or self.device)
+
+    @property
+    def data_stream(self) -> dict | None:
+        """How batches were drawn, for the rows' provenance: the device sampler's, None on the host."""
+        return self._sampler.provenance if self._sampler else None
+
     def checkpoint(self, summary: dict | None) -> dict:
         """The `last.pt` content: everything a resume needs, and the summary once finished."""
         return {
@@ -482,12 +504,14 @@ class TrainingRun:
     def finish(self) -> TrainedModel:
         """Evaluate the summary, write the final checkpoint, return the trained model (Diverged when
         the summary is not finite)."""
-        summary = _summary(self.system, self.data, self.config, self.step, self.seeds, self.device)
+        summary = _summary(self.system, self.sample, self.config, self.step, self.seeds, self.device)
         if any(not math.isfinite(v) for v in summary.values()):
             raise Diverged(self.step, "summary evaluation is not finite")
         self.save(summary)
-        return TrainedModel(self.method, self.params, self.seed, self.config, self.system, self.step,
-                            summary, self.train_seconds, self.obs_shape, self.device)
+        model = TrainedModel(self.method, self.params, self.seed, self.config, self.system, self.step,
+                             summary, self.train_seconds, self.obs_shape, self.device)
+        model.data_stream = self.data_stream
+        return model
 
 
 def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,

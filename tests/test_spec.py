@@ -157,7 +157,7 @@ def test_a_hyperparameter_may_not_name_a_results_column(write_spec, monkeypatch,
 
 def test_training_settings_marks():
     # The model id leaves these out: changing the set changes every model id and job id.
-    assert NOT_IN_MODEL_ID == {"checkpoint_every", "device", "log_every"}
+    assert NOT_IN_MODEL_ID == {"checkpoint_every", "device", "log_every", "data_on_device"}
     assert set(RESUME_KEYS) == {"num_latent", "batch_size", "learning_rate", "architecture",
                                 "reconstruction_loss", "fit_samples"}
     assert set(TrainingSettings.model_fields) >= NOT_IN_MODEL_ID | set(RESUME_KEYS)

@@ -5,12 +5,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmark.data.grid import GridSource
 from benchmark.data.rng import RandomLike, as_rng, integers
 from benchmark.data.state_space import StateSpace
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchmark.data.device import DeviceSampler
 
 
 class GroundTruthData:
@@ -114,6 +120,29 @@ class GroundTruthData:
 
     def _skip(self, factors: np.ndarray, rng) -> None:
         self._observations(factors, rng)  # exact for any dataset; a variant may draw without rendering
+
+    # ---- the grid on a device (benchmark.data.device: the sampler owns the flow) ---------------
+    def grid_source(self) -> GridSource | None:
+        """The images observations are gathered from on a device, or None (no enumerable grid).
+        Default: a deterministic dataset's own observations over its factor grid, in flat-index order."""
+        if not self.deterministic:
+            return None
+        space = self.state_space
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            return self.sample_observations_from_factors(space.index_to_factors(np.arange(start, stop)), 0)
+
+        return GridSource(None, space.num_points, tuple(self.observation_shape), "auto", chunk)
+
+    def grid_rows(self, factors: np.ndarray, rng) -> np.ndarray:
+        """The grid rows of the observations of ``factors``, drawing from ``rng`` what
+        ``_observations`` draws before its per-image randomness (by default nothing)."""
+        return self.state_space.factors_to_index(factors)
+
+    def finish_on_device(self, x: torch.Tensor, rng, sampler: DeviceSampler) -> torch.Tensor:
+        """The observations from their grid images ``x`` (float32, on the device): the per-image
+        randomness, drawn from ``rng`` in ``_observations``' order (by default none)."""
+        return x
 
     def __repr__(self) -> str:
         return (

@@ -13,6 +13,7 @@ variant also reads ``scream/scream.jpg`` when present.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 from benchmark.data import cache, dsprites_render
 from benchmark.data.base import GroundTruthData
 from benchmark.data.files import CHUNK_ROWS, read_rows
+from benchmark.data.grid import GridSource
 from benchmark.data.info import DataFile, DatasetInfo, RemoteFile, image_at_least
 from benchmark.data.readers import open_array
 from benchmark.data.rng import integers, uniform
@@ -65,6 +67,8 @@ class DSprites(GroundTruthData):
     def __init__(self, sprites: SpriteSource | None = None, source: str = "procedural",
                  provenance: dict[str, Any] | None = None):
         self._sprites = sprites if sprites is not None else dsprites_render.render_classes
+        # what the sprites are, for sharing one device grid (None: this object's own)
+        self._sprites_key = dsprites_render.RENDERER_VERSION if sprites is None else getattr(sprites, "key", None)
         self.source = source
         self.provenance = dict(provenance or {"renderer": dsprites_render.RENDERER_VERSION})
 
@@ -88,6 +92,21 @@ class DSprites(GroundTruthData):
     def _skip(self, factors: np.ndarray, rng) -> None:
         self.draw(len(factors), rng)  # the draws without the sprites and the painting
 
+    # the device grid holds the binary sprites, bit-packed; the variants share it
+    def grid_source(self) -> GridSource:
+        space = self.state_space
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            sprites = self._sprites(space.index_to_factors(np.arange(start, stop)))
+            return np.packbits(sprites.reshape(stop - start, -1), axis=1)
+
+        key = None if self._sprites_key is None else ("dsprites", self._sprites_key, space.factor_sizes)
+        return GridSource(key, space.num_points, (1, 64, 64), "bits", chunk)
+
+    def grid_rows(self, factors: np.ndarray, rng) -> np.ndarray:
+        integers(rng, 1, len(factors))  # as `draw`: dlib's size-1 colour factor
+        return self.state_space.factors_to_index(factors)
+
 
 class ColorDSprites(DSprites):
     """Color-dSprites: the sprite times one RGB colour per image, colour ~ U(0.5, 1)^3; background 0."""
@@ -101,6 +120,10 @@ class ColorDSprites(DSprites):
 
     def _paint(self, sprites: np.ndarray, drawn: np.ndarray) -> np.ndarray:
         return sprites.astype(np.float32)[:, None] * drawn.transpose(0, 3, 1, 2).astype(np.float32)
+
+    def finish_on_device(self, x, rng, sampler):
+        colours = self._draw(len(x), rng).transpose(0, 3, 1, 2).astype(np.float32)
+        return x * sampler.tensor(colours)  # x is 0 or 1: the product is exact
 
 
 class NoisyDSprites(DSprites):
@@ -116,6 +139,11 @@ class NoisyDSprites(DSprites):
     def _paint(self, sprites: np.ndarray, drawn: np.ndarray) -> np.ndarray:
         noise = drawn.transpose(0, 3, 1, 2)
         return np.minimum(sprites.astype(np.float32)[:, None] + noise, 1.0).astype(np.float32)
+
+    def finish_on_device(self, x, rng, sampler):
+        # the numpy draw's float64 values (bitwise), or float32 ones from the device's generator
+        noise = sampler.uniform_noise(rng, (len(x), 64, 64, 3)).permute(0, 3, 1, 2)
+        return (x + noise).clamp(max=1.0).float()
 
 
 class ScreamDSprites(DSprites):
@@ -157,6 +185,17 @@ class ScreamDSprites(DSprites):
             background[mask] = 1.0 - background[mask]
             out[i] = background.transpose(2, 0, 1)
         return out
+
+    def finish_on_device(self, x, rng, sampler):
+        import torch
+
+        rows, cols, colors = (sampler.tensor(a) for a in self._draw(len(x), rng))
+        offsets = torch.arange(64, device=x.device)
+        texture = sampler.constant(self.texture)  # float64, as the host computes
+        crops = texture[(rows[:, None] + offsets)[:, :, None], (cols[:, None] + offsets)[:, None, :]]
+        background = (crops + colors[:, None, None, :]) / 2.0  # (n, 64, 64, 3)
+        inverted = torch.where(x[:, 0, :, :, None] > 0, 1.0 - background, background)
+        return inverted.permute(0, 3, 1, 2).float()
 
 
 def load_scream(path) -> np.ndarray:
@@ -258,13 +297,21 @@ def _dsprites_sizes(path: Path, n: int) -> tuple[int, ...]:
 def file_sprites(data_dir: Path) -> tuple[SpriteSource, tuple[int, ...], dict[str, Any]]:
     """The file's sprites as a ``SpriteSource``, its factor sizes, and the provenance of datasets built on it."""
     packed, sizes, path = open_dsprites(data_dir)
-    space = StateSpace(sizes)
+    return _FileSprites(packed, sizes), sizes, {"file": path.name}
 
-    def sprites(factors: np.ndarray) -> np.ndarray:
-        rows = read_rows(packed, factors @ space.strides)
+
+class _FileSprites:
+    """The sprites of the converted file (a `SpriteSource`); `key` names the cache file's content."""
+
+    def __init__(self, packed: np.ndarray, sizes: tuple[int, ...]) -> None:
+        self.packed, self.space = packed, StateSpace(sizes)
+        name = getattr(packed, "filename", None)
+        st = os.stat(name) if name else None
+        self.key = ("file", str(name), st.st_size, st.st_mtime_ns) if st else None
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        rows = read_rows(self.packed, factors @ self.space.strides)
         return np.unpackbits(rows, axis=1).reshape(len(factors), 64, 64)
-
-    return sprites, sizes, {"file": path.name}
 
 
 def _with_file_sizes(ds: DSprites, sizes: tuple[int, ...]) -> DSprites:

@@ -7,6 +7,7 @@ is); each file may also sit directly in the data directory (``info.DataFile``). 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from benchmark.data import cache
 from benchmark.data.base import GroundTruthData
+from benchmark.data.grid import U8_VALUES, GridSource
 from benchmark.data.readers import ArrayReader
 from benchmark.data.rng import integers
 from benchmark.data.state_space import StateSpace
@@ -49,15 +51,28 @@ class FileData(GroundTruthData):
         self.deterministic = all(all_sizes[k] == 1 for k in self.nuisance)
         self.provenance = dict(provenance or {})
 
-    def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
+    def grid_rows(self, factors: np.ndarray, rng) -> np.ndarray:
+        """The image rows of ``factors``, the nuisance factors drawn from ``rng``."""
         full = np.zeros((len(factors), self.full_space.num_factors), dtype=np.int64)
         full[:, self.latent] = factors
         for k in self.nuisance:  # dlib's sample_all_factors: one randint per nuisance factor, in order
             full[:, k] = integers(rng, self.full_space.factor_sizes[k], len(factors))
         rows = full @ self.full_space.strides
-        if self.lookup is not None:
-            rows = self.lookup[rows]
-        return read_rows(self.images, rows).astype(np.float32) / np.float32(255.0)
+        return rows if self.lookup is None else self.lookup[rows]
+
+    def _observations(self, factors: np.ndarray, rng) -> np.ndarray:
+        return U8_VALUES[read_rows(self.images, self.grid_rows(factors, rng))]
+
+    def grid_source(self) -> GridSource:
+        """Every image of the files (the nuisance factors' too), one byte a value."""
+        name = getattr(self.images, "filename", None)
+        st = os.stat(name) if name else None
+        key = ("file", str(name), st.st_size, st.st_mtime_ns) if st else None
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            return np.asarray(self.images[start:stop], dtype=np.uint8)
+
+        return GridSource(key, len(self.images), self.observation_shape, "u8", chunk)
 
 
 def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -261,11 +261,11 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
     common["dataset_provenance"] = json.dumps(getattr(data, "provenance", {}), sort_keys=True,
                                               default=str)
     # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
-    # port: 3x slower fits, same values), the threads the job ran with, its peak memory and its
-    # pack if any.
+    # port: 3x slower fits, same values), the threads the job ran with, its peak memory, its
+    # pack if any and the training's execution options away from their defaults.
     common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(),
                                            torch_threads=torch.get_num_threads(), **peak_rss_mb(),
-                                           **provenance)
+                                           **provenance, **getattr(model, "execution", {}))
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

@@ -83,7 +83,8 @@ class TrainingSettings(BaseModel):
     # Conv weights in channels-last memory layout while training (no gain measured on a CPU).
     channels_last: Annotated[bool, EXECUTION] = False
     # torch.compile of the forward pass of models trained one at a time (packs run eager): off,
-    # inductor (torch.compile's default mode) or cudagraphs (its "reduce-overhead" mode, CUDA only).
+    # inductor (torch.compile's default mode) or cudagraphs (its "reduce-overhead" mode, CUDA only);
+    # with bf16 it trains eager (the per-layer autocast hooks are not compiled).
     compile: Annotated[Literal["off", "inductor", "cudagraphs"], EXECUTION] = "off"
 
     def __init__(self, **values: Any) -> None:

@@ -511,6 +511,8 @@ class TrainingRun:
         system, config, device = self.system, self.config, self.device
         if type(system).training_step is not System.training_step:
             return self._eager("the method has its own training step")
+        if config.precision == "bf16":  # a graph compiled without them would silently drop them
+            return self._eager("bf16's per-layer autocast hooks are not part of a compiled graph")
         mode = "reduce-overhead" if config.compile == "cudagraphs" else "default"
         graph = torch.compile(type(system).objectives, mode=mode)
 

@@ -204,6 +204,9 @@ def test_compile_is_not_applied_to_methods_with_their_own_step_nor_to_packs(capl
         ae = train("denoising_ae", {}, d, 0, cfg)
         packed = train_pack("beta_vae", [{}, {}], d, [0, 1], cfg)
     assert "own training step" in ae.execution["compile"]
+    bf16 = train("beta_vae", {}, d, 0, TrainingSettings(steps=2, compile="inductor", precision="bf16",
+                                                        **SMALL))
+    assert "autocast" in bf16.execution["compile"] and "objectives" not in vars(bf16.system)
     assert all(p.execution["compile"] == "not applied (packed)" for p in packed)
 
 

@@ -45,7 +45,7 @@ CUDA_ONLY = {"tf32", "cudagraphs"}
 # Pass: deviation <= TOLERANCE x the reference's, or below the floor (relative loss; score units).
 TOLERANCE, LOSS_FLOOR, SCORE_FLOOR = 3.0, 5e-3, 0.02
 METRICS = {"mig": {"num_train": 2000}, "sap": {"num_train": 1000, "num_test": 500},
-           "beta_vae": {"num_train": 1000, "num_eval": 500},
+           "beta_vae": {"batch_size": 16, "num_train": 200, "num_eval": 100},
            "dci": {"num_train": 1000, "num_test": 500, "n_estimators": 20}}
 SCORES = [("mig", "discrete_mig"), ("sap", "SAP_score"), ("beta_vae", "eval_accuracy"),
           ("dci", "disentanglement")]

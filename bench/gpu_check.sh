@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One GPU, under 8 minutes: packed-training throughput (K = 1, 4, 16, 64; vmap and loop), the
-# fraction of the device's peak FLOP/s the best pack reaches, and the projected time of the full
-# study from this fresh measurement. Run from a clone with the project installed:
+# fraction of the device's peak FLOP/s the best pack reaches, the projected time of the full
+# study from this fresh measurement, and the validation of the precision and execution options
+# against fp32 (bench/precision_check.py, within a time budget). Run from a clone with the project
+# installed:
 #
 #     bash bench/gpu_check.sh                 # on the GPU machine; writes bench/results/
 #     bash bench/gpu_check.sh --device cpu    # dry mode on a CPU: same path, tiny sizes, writes
@@ -31,14 +33,17 @@ if [[ $device == cuda ]]; then
     fi
     kind="cuda:$name"
     packs=1,4,16,64 steps=20 warmup=5 strategies=vmap,loop
+    precision="--steps 300 --options tf32,cudagraphs,bf16,channels_last --budget-s 200"
     results=bench/results
 else
     name=cpu kind=cpu-1thread
     packs=1,2 steps=2 warmup=1 strategies=loop
+    precision="--steps 4 --window 2 --methods beta_vae --options bf16"
     results=$(mktemp -d)
 fi
 table=$results/throughput.json
-report=$results/gpu_$(tr -c 'A-Za-z0-9._-' '_' <<<"$name" | sed 's/_*$//').txt
+slug=$(tr -c 'A-Za-z0-9._-' '_' <<<"$name" | sed 's/_*$//')
+report=$results/gpu_$slug.txt
 
 {
     echo "# bash bench/gpu_check.sh --device $device   $(date -u +%Y-%m-%dT%H:%MZ)  commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -61,5 +66,9 @@ EOF
     echo "## projected full study (benchmark run study_specs/unsupervised.yaml --dry-run --estimate --pack $best_k)"
     "$py" -m benchmark.cli run study_specs/unsupervised.yaml --dry-run --estimate --pack "$best_k" \
         --throughput "$table" --gpus 1 --cpus-per-gpu "$(getconf _NPROCESSORS_ONLN)"
+    echo
+    echo "## precision and execution options against fp32 (bench/precision_check.py $precision)"
+    # shellcheck disable=SC2086  # $precision is a list of arguments
+    "$py" bench/precision_check.py --device "$device" $precision --out "$results/precision_$slug.txt"
 } 2>&1 | tee "$report"
-echo "wrote $report and $table"
+echo "wrote $report, $results/precision_$slug.txt and $table"

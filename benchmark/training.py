@@ -34,7 +34,7 @@ from benchmark.allocator import MALLOC_ENV, apply_worker_env
 from benchmark.errors import UserError
 from benchmark.models import METHODS, validate_params
 from benchmark.models.architectures import init_weights
-from benchmark.models.base import BuildContext, System
+from benchmark.models.base import BuildContext, System, objective_gradients
 from benchmark.settings import (
     ADDED_KEYS,
     RESUME_KEYS,
@@ -529,8 +529,7 @@ class TrainingRun:
             shape = (self.config.batch_size, *self.obs_shape)
             inputs = system.iteration_inputs(lambda: torch.zeros(shape, device=device), probe)
             _, objs = objectives(inputs, self.step, system.coefficients(self.step))
-            params = [p for p in system.parameters() if p.requires_grad]
-            torch.autograd.grad(sum(objs.values()), params, allow_unused=True)
+            objective_gradients(objs, self.optimizers)  # the training step's backward passes
         except Exception as e:  # any compiler failure means: train eager
             reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
             return self._eager(f"torch.compile failed: {reason}")

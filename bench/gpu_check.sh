@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One GPU, under 10 minutes: packed-training throughput (K = 1, 4, 16, 64; vmap and loop), the
+# One GPU, about 8 minutes: packed-training throughput (K = 1, 4, 16, 64; vmap and loop), the
 # fraction of the device's peak FLOP/s the best pack reaches, the projected time of the full
-# study from this fresh measurement, and the data at device speed (a pack's batches drawn on the
-# host vs gathered from the dataset's grid in the device's memory). Run from a clone with the project installed:
+# study from this fresh measurement, the data at device speed (a pack's batches drawn on the
+# host vs gathered from the dataset's grid in the device's memory) and the validation of the
+# precision and execution options against fp32 (bench/precision_check.py, within a time
+# budget). Run from a clone with the project installed:
 #
 #     bash bench/gpu_check.sh                 # on the GPU machine; writes bench/results/
 #     bash bench/gpu_check.sh --device cpu    # dry mode on a CPU: same path, tiny sizes, writes
@@ -33,15 +35,18 @@ if [[ $device == cuda ]]; then
     kind="cuda:$name"
     packs=1,4,16,64 steps=20 warmup=5 strategies=vmap,loop
     data_pack=64 data_opts="--seconds 1"
+    precision="--steps 300 --options tf32,cudagraphs,bf16,channels_last --budget-s 200"
     results=bench/results
 else
     name=cpu kind=cpu-1thread
     packs=1,2 steps=2 warmup=1 strategies=loop
     data_pack=2 data_opts="--seconds 0.05 --small-grid"
+    precision="--steps 4 --window 2 --methods beta_vae --options bf16"
     results=$(mktemp -d)
 fi
 table=$results/throughput.json
-report=$results/gpu_$(tr -c 'A-Za-z0-9._-' '_' <<<"$name" | sed 's/_*$//').txt
+slug=$(tr -c 'A-Za-z0-9._-' '_' <<<"$name" | sed 's/_*$//')
+report=$results/gpu_$slug.txt
 
 {
     echo "# bash bench/gpu_check.sh --device $device   $(date -u +%Y-%m-%dT%H:%MZ)  commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -68,5 +73,9 @@ EOF
     echo "## data at device speed (bench/data_speed.py --device $device --pack $data_pack $data_opts)"
     # shellcheck disable=SC2086  # data_opts is a list of options
     "$py" bench/data_speed.py --device "$device" --pack "$data_pack" $data_opts
+    echo
+    echo "## precision and execution options against fp32 (bench/precision_check.py $precision)"
+    # shellcheck disable=SC2086  # $precision is a list of arguments
+    "$py" bench/precision_check.py --device "$device" $precision --out "$results/precision_$slug.txt"
 } 2>&1 | tee "$report"
-echo "wrote $report and $table"
+echo "wrote $report, $results/precision_$slug.txt and $table"

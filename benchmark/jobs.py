@@ -354,12 +354,13 @@ def _evaluate(job: Job, data: Any, model: Any, train_seconds: float,
                                               default=str)
     # Which back-end fitted the GBTs of DCI / downstream_gbt (a sklearn upgrade that disables the
     # port: 3x slower fits, same values), the threads the job ran with, its peak memory, its
-    # pack if any, and where its batches were drawn when on the device (benchmark.data.device).
+    # pack if any, where its batches were drawn when on the device (benchmark.data.device), and
+    # the training's execution options away from their defaults.
     if getattr(model, "data_stream", None):
         provenance = {**provenance, "data": model.data_stream}
     common["provenance"] = provenance_json("benchmark", gbt_fits=gbt.fit_counts(),
                                            torch_threads=torch.get_num_threads(), **peak_rss_mb(),
-                                           **provenance)
+                                           **provenance, **getattr(model, "execution", {}))
     rows = [
         {**common, "representation": None, "metric": "train", "key": key, "value": float(value),
          "eval_seconds": None}

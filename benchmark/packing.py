@@ -47,12 +47,13 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from benchmark.errors import UserError
 from benchmark.models.base import System, apply_updates
-from benchmark.settings import TrainingSettings
+from benchmark.settings import TrainingSettings, execution_options
 from benchmark.training import (
     DataStream,
     TrainedModel,
     TrainingRun,
     check_finite,
+    precision_scope,
     window_end,
     window_means,
 )
@@ -164,6 +165,10 @@ class _Pack:
         self.results: list[PackResult | None] = [None] * len(runs)
         self.config = runs[0].config
         self.device = runs[0].device
+        for name in execution_options(self.config):  # they apply to one model at a time
+            log.info("training.%s is not applied in a pack: it trains eager, contiguous", name)
+            for run in self.runs:
+                run.execution[name] = "not applied (packed)"
         self._stack()
 
     # ------------------------------------------------------------------ stacked state <-> runs
@@ -277,6 +282,20 @@ class _Pack:
 
     def train(self) -> list[PackResult | None]:
         """Train every model to `config.steps` and finish it; results land in `self.results`."""
+        # every system of the pack: model 0's runs the forward of all, another's after model 0 left
+        with precision_scope(self.config, self.device, [r.system for r in self.runs]):
+            self._loop()
+        if self.runs:
+            self._unstack()
+        for k, run in enumerate(self.runs):
+            try:
+                self.results[self.index[k]] = run.finish()
+            except Exception as e:
+                self.results[self.index[k]] = e
+        return self.results
+
+    def _loop(self) -> None:
+        """The lock-step iterations, as `train()`'s loop: windows, divergence, checkpoints."""
         config = self.config
         step = last_ck = self.runs[0].step
         window: list[tuple[int, dict[str, torch.Tensor]]] = []
@@ -317,14 +336,6 @@ class _Pack:
                 if failed:
                     self._drop(failed)
                 last_ck = step
-        if self.runs:
-            self._unstack()
-        for k, run in enumerate(self.runs):
-            try:
-                self.results[self.index[k]] = run.finish()
-            except Exception as e:
-                self.results[self.index[k]] = e
-        return self.results
 
 
 def _state_of(run: TrainingRun, opt_name: str, pname: str) -> dict:

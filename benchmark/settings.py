@@ -4,7 +4,15 @@ Defaults are the study's (disentanglement_lib unsupervised_study_v1, `shared.gin
 What a setting means for a trained model sits next to it, as an `Annotated` mark:
 
 - `NOT_IN_ID`: cannot change the trained weights, so it stays out of the model id (and job id);
-- `MATCH_ON_RESUME`: a checkpoint written with another value cannot be resumed.
+- `MATCH_ON_RESUME`: a checkpoint written with another value cannot be resumed;
+- `ADDED`: added after model ids existed: in the model id only away from its default (every earlier
+  id stands) and, like `MATCH_ON_RESUME`, a checkpoint written with another value is not resumed;
+- `EXECUTION`: how the kernels run (memory layout, compilation): changes the trained weights only by
+  rounding, as the thread count does, so it stays out of the model id; rows record it in
+  `provenance` (docs/performance.md, section on precision and execution options).
+
+Not every value a field accepts is offered to a study spec: `NOT_YET_VALIDATED` lists those whose
+effect on trained models has not been measured against fp32 yet (`bench/precision_check.py`).
 
 Torch-free: `benchmark run --dry-run` loads specs of thousands of jobs without importing torch.
 """
@@ -27,6 +35,15 @@ class _Mark:
 
 NOT_IN_ID = _Mark("cannot change the weights: not in the model id")
 MATCH_ON_RESUME = _Mark("must match between a checkpoint and the run that resumes it")
+ADDED = _Mark("in the model id away from its default only; must match on resume")
+EXECUTION = _Mark("kernel choice only (rounding): not in the model id, recorded in provenance")
+
+# Values a study spec may not use until `bench/precision_check.py` has compared them with fp32 on
+# the hardware they are for (docs/performance.md). Python callers (the check itself) may.
+NOT_YET_VALIDATED: dict[tuple[str, str], str] = {
+    ("precision", "tf32"): "TF32 acts on CUDA only and has not been validated on a GPU yet",
+    ("compile", "cudagraphs"): "CUDA graphs have not been validated on a GPU yet",
+}
 
 
 def validation_message(exc: ValidationError, prefix: str = "") -> str:
@@ -68,6 +85,17 @@ class TrainingSettings(BaseModel):
     @classmethod
     def _yaml_switch(cls, value: Any) -> Any:
         return {True: "on", False: "off"}[value] if isinstance(value, bool) else value  # YAML's on/off
+    # Arithmetic of the training forward passes (benchmark.training.precision_scope): fp32, as dlib;
+    # tf32: fp32 with TF32 matrix products and convolutions on CUDA (on a CPU exactly fp32); bf16:
+    # every layer's matrix product or convolution under bf16 autocast, fp32 weights, optimiser,
+    # activations between layers and losses. Evaluation encodes in fp32 whatever the value.
+    precision: Annotated[Literal["fp32", "tf32", "bf16"], ADDED] = "fp32"
+    # Conv weights in channels-last memory layout while training (no gain measured on a CPU).
+    channels_last: Annotated[bool, EXECUTION] = False
+    # torch.compile of the forward pass of models trained one at a time (packs run eager): off,
+    # inductor (torch.compile's default mode) or cudagraphs (its "reduce-overhead" mode, CUDA only);
+    # with bf16 it trains eager (the per-layer autocast hooks are not compiled).
+    compile: Annotated[Literal["off", "inductor", "cudagraphs"], EXECUTION] = "off"
 
     def __init__(self, **values: Any) -> None:
         # pydantic calls this for the settings nested in a spec too: load_spec adds the file name.
@@ -93,3 +121,31 @@ def fields_marked(mark: _Mark) -> tuple[str, ...]:
 
 NOT_IN_MODEL_ID: frozenset[str] = frozenset(fields_marked(NOT_IN_ID))
 RESUME_KEYS: tuple[str, ...] = fields_marked(MATCH_ON_RESUME)
+ADDED_KEYS: tuple[str, ...] = fields_marked(ADDED)
+EXECUTION_KEYS: tuple[str, ...] = fields_marked(EXECUTION)
+
+
+def default_of(name: str) -> Any:
+    """The default of setting `name` (what a checkpoint or job written before it existed had)."""
+    return TrainingSettings.model_fields[name].default
+
+
+def model_id_settings(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a model id hashes: all but the NOT_IN_ID and EXECUTION ones, an ADDED one only
+    away from its default."""
+    return {k: v for k, v in training.items()
+            if k not in NOT_IN_MODEL_ID and k not in EXECUTION_KEYS
+            and not (k in ADDED_KEYS and v == default_of(k))}
+
+
+def execution_options(config: TrainingSettings) -> dict[str, Any]:
+    """The EXECUTION settings away from their defaults (what the rows' provenance adds)."""
+    return {k: getattr(config, k) for k in EXECUTION_KEYS if getattr(config, k) != default_of(k)}
+
+
+def check_offered(config: TrainingSettings) -> None:
+    """ValueError when `config` uses a value of `NOT_YET_VALIDATED` (study specs call this)."""
+    for (name, value), why in NOT_YET_VALIDATED.items():
+        if getattr(config, name) == value:
+            raise ValueError(f"{name} {value!r} is not offered yet: {why} "
+                             "(bench/precision_check.py, run by bash bench/gpu_check.sh)")

@@ -21,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from benchmark.errors import UserError
 from benchmark.schema import COLUMN_NAMES
-from benchmark.settings import NOT_IN_MODEL_ID, TrainingSettings, validation_message
+from benchmark.settings import (
+    TrainingSettings,
+    check_offered,
+    model_id_settings,
+    validation_message,
+)
 
 DEFAULT_VIEW_POINTS = 2000  # figures: observations per t-SNE map (FigureSettings.view_points)
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -128,6 +133,7 @@ class StudySpec(_Strict):
     def _trains(cls, v: TrainingSettings) -> TrainingSettings:
         if v.steps < 1:  # 0 steps is for calls from Python (an untrained encoder), not for a study
             raise ValueError(f"steps must be at least 1 in a study, got {v.steps}")
+        check_offered(v)
         return v
 
     @field_validator("datasets")
@@ -214,7 +220,7 @@ class Job:
         return Resources.model_validate(self.resources).cpus_per_job
 
     def model_config(self) -> dict[str, Any]:
-        training = {k: v for k, v in self.training.items() if k not in NOT_IN_MODEL_ID}
+        training = model_id_settings(self.training)
         return {
             "dataset": self.dataset,
             "dataset_source": self.dataset_source,

@@ -19,24 +19,35 @@ resumed on another device type continues with a noise stream derived from (seed,
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from benchmark.allocator import MALLOC_ENV, apply_worker_env
 from benchmark.data.device import data_sampler
 from benchmark.errors import UserError
 from benchmark.models import METHODS, validate_params
 from benchmark.models.architectures import init_weights
-from benchmark.models.base import BuildContext, System
-from benchmark.settings import RESUME_KEYS, TrainingSettings
+from benchmark.models.base import BuildContext, System, objective_gradients
+from benchmark.settings import (
+    ADDED_KEYS,
+    RESUME_KEYS,
+    TrainingSettings,
+    default_of,
+    execution_options,
+)
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 PREVIOUS_NAME = "prev.pt"  # the checkpoint before last.pt, kept until a newer one is verified
@@ -134,17 +145,76 @@ def build_system(method: str, params: Mapping[str, Any], observation_shape: tupl
     return system
 
 
+# --------------------------------------------------------------------------- precision
+
+# The layers whose matrix product or convolution bf16 autocast lowers (torch's autocast op lists).
+AUTOCAST_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _layer_autocast(systems: Iterable[nn.Module], device: torch.device) -> list:
+    """bf16 autocast around each layer of `systems`: its matrix product or convolution (and bias)
+    runs in bf16, from fp32 master weights (autograd returns their gradients in fp32); its output
+    returns to fp32, so what lies between layers (activations, sampling) and every loss and its
+    reduction is fp32 arithmetic. Hooks, not a wrapper: the same code path for `train()`, both pack
+    strategies and any method, and removable (the returned handles) before the fp32 summary."""
+    stack: list[torch.autocast] = []
+
+    def enter(module: nn.Module, args: Any) -> None:
+        ctx = torch.autocast(device.type, dtype=torch.bfloat16)
+        ctx.__enter__()
+        stack.append(ctx)
+
+    def leave(module: nn.Module, args: Any, out: Any) -> Any:
+        stack.pop().__exit__(None, None, None)
+        return out.float() if isinstance(out, torch.Tensor) else out
+
+    return [h for system in systems for m in system.modules() if isinstance(m, AUTOCAST_LAYERS)
+            for h in (m.register_forward_pre_hook(enter),
+                      m.register_forward_hook(leave, always_call=True))]
+
+
+@contextmanager
+def precision_scope(config: TrainingSettings, device: torch.device,
+                    systems: Iterable[nn.Module]) -> Iterator[None]:
+    """The arithmetic `config.precision` asks of the training forward passes of `systems`, undone on
+    exit (another job in the same worker starts from the process's settings again). On CUDA the TF32
+    switches of cuBLAS and cuDNN are set for the scope: on for tf32, off otherwise (fp32 means fp32,
+    as dlib's GPUs computed it; PyTorch's default lets cuDNN use TF32 on Ampere and later). They are
+    process-wide: an encoder running in another thread meanwhile sees them. A CPU has no TF32:
+    there, tf32 is exactly fp32."""
+    flags = None
+    if device.type == "cuda":
+        flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        tf32 = config.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    handles = _layer_autocast(systems, device) if config.precision == "bf16" else []
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        if flags is not None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 # --------------------------------------------------------------------------- the trained model
 
 class TrainedModel:
-    """A trained (or fitted) model: its representation functions, decoder and training summary."""
+    """A trained (or fitted) model: its representation functions, decoder and training summary.
+
+    Whatever `config.precision` it was trained in, it encodes and decodes in fp32 (fp32 weights, no
+    autocast): evaluation is the same computation for every precision option."""
 
     data_stream: dict | None = None  # how its training batches were drawn, when on the device
 
     def __init__(self, method: str, params: dict[str, Any], seed: int, config: TrainingSettings,
                  system: System, steps: int, summary: dict[str, float], train_seconds: float,
-                 observation_shape: tuple[int, int, int], device: torch.device) -> None:
+                 observation_shape: tuple[int, int, int], device: torch.device,
+                 execution: dict[str, Any] | None = None) -> None:
         self.method, self.params, self.seed, self.config = method, params, seed, config
+        # how the kernels ran (the EXECUTION settings away from their defaults, and what became of
+        # them): the rows' provenance records it
+        self.execution = execution_options(config) if execution is None else execution
         self.system = system.eval()
         self.steps = steps
         self.summary = summary
@@ -411,6 +481,9 @@ class TrainingRun:
         self.result: TrainedModel | None = None
         self._sampler: Any = None  # the device grid's sampler, or False: the host (on first draw)
         self.draw = DataStream(data, config.batch_size, self.data_rng, device, self.sample)
+        self.execution = execution_options(config)
+        if config.compile == "cudagraphs" and device.type != "cuda":
+            raise UserError(f"training.compile 'cudagraphs' needs a CUDA device, not {device.type}")
         self.ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
         if self.ck_path is None:
             return
@@ -438,7 +511,8 @@ class TrainingRun:
                 raise UserError(f"checkpoint {resume_from} is at step {self.step}, past the requested "
                                 f"{config.steps} steps")
             self.result = TrainedModel(method, params, seed, config, system, self.step,
-                                       dict(ck["summary"]), self.train_seconds, obs_shape, device)
+                                       dict(ck["summary"]), self.train_seconds, obs_shape, device,
+                                       ck.get("execution"))
 
     def train(self, progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainedModel:
         """Train to `config.steps` (or fit), then `finish`; see `train()`."""
@@ -453,21 +527,23 @@ class TrainingRun:
             system.train()
             window: list[tuple[int, dict[str, torch.Tensor]]] = []
             last_ck = self.step
-            while self.step < config.steps:
-                metrics, advanced = system.training_step(self.draw, self.step, self.noise, self.optimizers)
-                window.append((self.step, metrics))
-                self.step += advanced
-                ck_due, window_done = window_end(self.step, last_ck, len(window), config)
-                if window_done:
-                    check_finite(window)
-                    if progress is not None:
-                        progress(self.step, config.steps, window_means(window))
-                    window = []
-                    if ck_due and self.ck_path is not None and self.step < config.steps:
-                        self.train_seconds += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        self.save()
-                        last_ck = self.step
+            with precision_scope(config, self.device, [system]), self.execution_scope():
+                while self.step < config.steps:
+                    metrics, advanced = system.training_step(self.draw, self.step, self.noise,
+                                                             self.optimizers)
+                    window.append((self.step, metrics))
+                    self.step += advanced
+                    ck_due, window_done = window_end(self.step, last_ck, len(window), config)
+                    if window_done:
+                        check_finite(window)
+                        if progress is not None:
+                            progress(self.step, config.steps, window_means(window))
+                        window = []
+                        if ck_due and self.ck_path is not None and self.step < config.steps:
+                            self.train_seconds += time.perf_counter() - t0
+                            t0 = time.perf_counter()
+                            self.save()
+                            last_ck = self.step
         self.train_seconds += time.perf_counter() - t0
         return self.finish()
 
@@ -484,6 +560,63 @@ class TrainingRun:
         """How batches were drawn, for the rows' provenance: the device sampler's, None on the host."""
         return self._sampler.provenance if self._sampler else None
 
+    @contextmanager
+    def execution_scope(self) -> Iterator[None]:
+        """`config.channels_last` and `config.compile` while this run trains alone (a pack runs
+        eager, in the default layout: `benchmark.packing`); the system is back to eager, contiguous
+        weights on exit. What was applied is in `self.execution`."""
+        system, config = self.system, self.config
+        if config.channels_last:
+            system.to(memory_format=torch.channels_last)
+        compiled = config.compile != "off" and self._compile()
+        try:
+            yield
+        finally:
+            if compiled:
+                del system.objectives  # the class's eager method again
+            if config.channels_last:
+                system.to(memory_format=torch.contiguous_format)
+
+    def _compile(self) -> bool:
+        """torch.compile of the system's forward pass (`objectives`), tried at once on a throw-away
+        batch (forward and backward, no update, no random stream of the job touched) so that a
+        failure (no C++ compiler, an unsupported operation) is one logged reason and eager training,
+        not a failed job. The coefficients enter as tensors: a schedule's new value each step would
+        otherwise recompile. Methods with their own training step run eager."""
+        system, config, device = self.system, self.config, self.device
+        if type(system).training_step is not System.training_step:
+            return self._eager("the method has its own training step")
+        if config.precision == "bf16":  # a graph compiled without them would silently drop them
+            return self._eager("bf16's per-layer autocast hooks are not part of a compiled graph")
+        mode = "reduce-overhead" if config.compile == "cudagraphs" else "default"
+        graph = torch.compile(type(system).objectives, mode=mode)
+
+        def objectives(inputs, step, coef):
+            if config.compile == "cudagraphs":
+                torch.compiler.cudagraph_mark_step_begin()
+            coef = {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in coef.items()}
+            metrics, objs = graph(system, inputs, step, coef)
+            # CUDA graphs reuse their output buffers: the metrics outlive the step in the window
+            return {k: v.clone() for k, v in metrics.items()}, objs
+
+        try:
+            probe = torch.Generator(device=device).manual_seed(0)
+            shape = (self.config.batch_size, *self.obs_shape)
+            inputs = system.iteration_inputs(lambda: torch.zeros(shape, device=device), probe)
+            _, objs = objectives(inputs, self.step, system.coefficients(self.step))
+            objective_gradients(objs, self.optimizers)  # the training step's backward passes
+        except Exception as e:  # any compiler failure means: train eager
+            reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+            return self._eager(f"torch.compile failed: {reason}")
+        system.objectives = objectives
+        return True
+
+    def _eager(self, why: str) -> bool:
+        log.warning("%s seed %d: training.compile %r not applied, trains eager: %s",
+                    self.method, self.seed, self.config.compile, why)
+        self.execution["compile"] = f"off ({why})"
+        return False
+
     def checkpoint(self, summary: dict | None) -> dict:
         """The `last.pt` content: everything a resume needs, and the summary once finished."""
         return {
@@ -495,6 +628,7 @@ class TrainingRun:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "noise_rng": self.noise.get_state(), "noise_device": self.device.type,
             "data_rng": self.data_rng.bit_generator.state, "summary": summary,
+            "execution": self.execution,
         }
 
     def save(self, summary: dict | None = None) -> None:
@@ -509,7 +643,7 @@ class TrainingRun:
             raise Diverged(self.step, "summary evaluation is not finite")
         self.save(summary)
         model = TrainedModel(self.method, self.params, self.seed, self.config, self.system, self.step,
-                             summary, self.train_seconds, self.obs_shape, self.device)
+                             summary, self.train_seconds, self.obs_shape, self.device, self.execution)
         model.data_stream = self.data_stream
         return model
 
@@ -530,9 +664,11 @@ def _check_compatible(ck: dict, method: str, params: dict, seed: int, config: Tr
     if ck.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {path} has unknown format {ck.get('format')!r}")
     mine = {"method": method, "params": params, "seed": seed, "observation_shape": list(obs_shape)}
-    mine.update({k: getattr(config, k) for k in RESUME_KEYS})
+    mine.update({k: getattr(config, k) for k in RESUME_KEYS + ADDED_KEYS})
     theirs = {k: ck[k] for k in ("method", "params", "seed", "observation_shape")}
     theirs.update({k: ck["config"].get(k) for k in RESUME_KEYS})
+    # a checkpoint written before an ADDED setting existed was written at its default
+    theirs.update({k: ck["config"].get(k, default_of(k)) for k in ADDED_KEYS})
     for k, v in mine.items():
         if theirs[k] != v:
             raise UserError(f"checkpoint {path} was written with {k}={theirs[k]!r}, not {v!r}")

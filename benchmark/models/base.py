@@ -125,14 +125,20 @@ def apply_updates(objectives: Mapping[str, torch.Tensor],
                   optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
     """Each optimiser minimises its own objective over its own parameters only (dlib's `var_list`),
     with every gradient taken from the same forward pass before any update (dlib's `tf.group`)."""
+    for params, gs in objective_gradients(objectives, optimizers):
+        for p, g in zip(params, gs, strict=True):
+            p.grad = g
+    for opt in optimizers.values():
+        opt.step()
+
+
+def objective_gradients(objectives: Mapping[str, torch.Tensor],
+                        optimizers: Mapping[str, torch.optim.Optimizer]) -> list[tuple[list, tuple]]:
+    """(parameters, their gradients) per optimiser: of its own objective, from one forward pass."""
     names = list(optimizers)
     grads = []
     for i, name in enumerate(names):
         params = [p for g in optimizers[name].param_groups for p in g["params"]]
         grads.append((params, torch.autograd.grad(objectives[name], params,
                                                   retain_graph=i < len(names) - 1)))
-    for params, gs in grads:
-        for p, g in zip(params, gs, strict=True):
-            p.grad = g
-    for name in names:
-        optimizers[name].step()
+    return grads

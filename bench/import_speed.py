@@ -4,10 +4,16 @@ disentanglement_lib's released unsupervised_study_v1 has 10,800 models (model_nu
 datasets, Shapes3D's 1,800 are not released), each evaluated with 9 metric configs on the mean
 and the sampled representation: 194,400 records. This script writes a synthetic aggregated file of
 that shape, as `dlib_aggregate_results` writes it (pandas ``to_json``, one object per column, null
-where a record lacks the column, gin values as strings), then times the import into a fresh store,
-a second import (nothing to do), and loading the store as the figures do.
+where a record lacks the column, gin values as strings), then times the import phase by phase (parse, map, build
+Arrow tables, encode Parquet, write the rows files and sync them, beside the per-file fsync the
+store did before), the whole import into a fresh store, a second import (nothing to do), and
+loading the store as the figures do, the first time and from the row cache.
 
-    python bench/import_speed.py [--models 10800] [--workdir DIR] [--keep]
+    python bench/import_speed.py [--models 10800] [--workdir DIR] [--keep] [--before DIR]
+                                 [--out bench/results/import_speed.txt]
+
+``--before DIR``: a checkout of an earlier commit (``git worktree add DIR COMMIT``), whose whole
+import is timed in the same run.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,57 +180,182 @@ def write_aggregated(path: Path, n_models: int) -> int:
     return n
 
 
+def _write_each_fsync(files: list[tuple[Path, bytes]]) -> None:
+    """The rows files as the store wrote them before batching: per file a temporary file, its
+    fsync and its rename (one device cache flush per file)."""
+    for path, data in files:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def measure(fn) -> tuple[object, float, float]:
+    """fn's result, wall seconds and CPU seconds (all threads of this process)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"  {wall:.1f} s wall, {cpu:.1f} CPU s (load {os.getloadavg()[0]:.1f})", file=sys.stderr,
+          flush=True)
+    return out, wall, cpu
+
+
+def table(rows: list[tuple]) -> list[str]:
+    """Rows (phase, wall, CPU[, before wall, before CPU]) as a text table."""
+    def f(v):
+        return f"{v:>8.1f}" if v is not None else f"{'':>8}"
+    out = [f"{'phase':<60} {'wall s':>8} {'CPU s':>8} {'before':>8} {'before':>8}",
+           f"{'':<60} {'':>8} {'':>8} {'wall s':>8} {'CPU s':>8}"]
+    return out + [f"{r[0]:<60} {f(r[1])} {f(r[2])} {f(r[3] if len(r) > 3 else None)} "
+                  f"{f(r[4] if len(r) > 4 else None)}" for r in rows]
+
+
+_BEFORE = """import sys, time
+from benchmark.importers import import_dlib
+for _ in range(2):
+    t0, c0 = time.perf_counter(), time.process_time()
+    import_dlib(sys.argv[1], "dlib", sys.argv[2])
+    print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+
+def _import_before(checkout: str, agg: Path, results: Path) -> list[tuple[float, ...]]:
+    """(wall, CPU) of an import and a second import with the code of an earlier checkout."""
+    env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve())}
+    out = subprocess.run([sys.executable, "-c", _BEFORE, str(agg), str(results)], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    shutil.rmtree(results)
+    return [tuple(map(float, line.split())) for line in out.splitlines()[-2:]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=10800)
     parser.add_argument("--workdir", default=None, help="where to write (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the files written")
+    parser.add_argument("--before", default=None, metavar="DIR",
+                        help="a checkout of an earlier commit: its import is timed too, in a "
+                             "subprocess, for a before/after in one run")
+    parser.add_argument("--before-label", default="the --before checkout",
+                        help="what --before is, for the report (say, its commit)")
+    parser.add_argument("--out", default=None, help="also write the report to this file")
     args = parser.parse_args()
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from analysis import load
     from analysis.figures import FIGURE_COLUMNS
-    from benchmark.importers import import_dlib
+    from benchmark import store as store_module
+    from benchmark.importers import dlib, import_dlib
     from benchmark.importers.dlib_files import read_aggregated
+    from benchmark.schema import rows_schema
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="import_speed_"))
     work.mkdir(parents=True, exist_ok=True)
     agg = work / "results.json"
+    load_start = os.getloadavg()
     t = time.perf_counter()
-    n = write_aggregated(agg, args.models)
+    if agg.exists() and args.workdir:
+        n = None  # reused: the file of an earlier run with --keep
+    else:
+        n = write_aggregated(agg, args.models)
     gen = time.perf_counter() - t
     mib = agg.stat().st_size / 2**20
-    timings = []
+    rows: list[tuple] = []
+    print("phases of the import, one at a time:", file=sys.stderr)
+    records, *t_parse = measure(lambda: read_aggregated(agg))
+    rows.append(("parse the aggregated file", *t_parse))
+    n = n or len(records)
+    collector = dlib._Collector(records)
+    models, *t_map = measure(collector.run)
+    rows.append(("map records to models and their rows", *t_map))
+    records = collector = None
+    params = sorted({k for m in models.values() for k, v in m.model.params.items()
+                     if dlib._number(v)})
+    schema = rows_schema(params)
+    todo = list(models.values())
+    _, *t_build = measure(lambda: sum(1 for _ in dlib.model_tables("dlib", todo, schema)))
+    rows.append(("build Arrow tables (column-wise, a slice per model)", *t_build))
 
-    def timed(what, fn):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        timings.append((what, time.perf_counter() - t0, time.process_time() - c0))
+    def encode() -> list[tuple[str, pa.Buffer]]:
+        out = []
+        for job_id, tab in dlib.model_tables("dlib", todo, schema):
+            sink = pa.BufferOutputStream()
+            pq.write_table(tab, sink, compression="zstd")
+            out.append((job_id, sink.getvalue()))
         return out
 
-    records = timed("parse the aggregated file (part of the import)", lambda: read_aggregated(agg))
-    del records
-    summary = timed("import (parse, map, write rows files)",
-                    lambda: import_dlib(agg, "dlib", work / "results"))
-    again = timed("import again (nothing to write)",
-                  lambda: import_dlib(agg, "dlib", work / "results"))
-    study = work / "results" / "dlib"
-    df = timed("load for the figures, first time (builds .cache)",
-               lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
-    timed("load for the figures, cached", lambda: load.load_results(study, FIGURE_COLUMNS,
-                                                                    cache=True))
-    w = timed("wide table (one row per model x representation)", lambda: load.wide(df))
+    encoded, wall, cpu = measure(encode)
+    rows.append(("encode Parquet (zstd), one thread", wall - t_build[0], cpu - t_build[1]))
+    models = todo = None
+    before_dir, after_dir = work / "write_before", work / "write_after"
+    for d in (before_dir, after_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+    syncs = [0.0, 0.0]
+    real_sync = store_module._sync
 
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"synthetic aggregated results: {args.models} models, {n} records, {len(df.columns)} "
-          f"columns read, {mib:.0f} MiB JSON (written in {gen:.1f} s)")
-    print(f"imported: {summary.written} models, {summary.rows} rows; again: {again.written} "
-          f"written, {again.already} already there; wide: {len(w)} rows x {len(w.columns)} cols")
-    for line in summary.lines()[1:]:
-        print(f"  {line}")
-    print(f"{'step':<52} {'wall s':>8} {'CPU s':>8}")
-    for what, wall, cpu in timings:
-        print(f"{what:<52} {wall:>8.1f} {cpu:>8.1f}")
-    print("(CPU s: all threads of the process; wall s depends on what else the machine runs)")
+    def timed_sync(fds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        real_sync(fds)
+        syncs[0] += time.perf_counter() - t0
+        syncs[1] += time.process_time() - c0
+
+    _, *t_before = measure(lambda: _write_each_fsync(
+        [(before_dir / f"{j}.parquet", b) for j, b in encoded]))
+    store_module._sync = timed_sync
+    try:
+        _, wall, cpu = measure(lambda: store_module.atomic_write_files(
+            (after_dir / f"{j}.parquet", b) for j, b in encoded))
+    finally:
+        store_module._sync = real_sync
+    rows.append(("write rows files (before: each written, fsynced, renamed)",
+                 wall, cpu, *t_before))
+    rows.append(("  of which syncing their data (syncfs per 256 files)", *syncs))
+    encoded = None
+    for d in (before_dir, after_dir):
+        shutil.rmtree(d)
+
+    print("the whole import, as `benchmark import dlib` runs it:", file=sys.stderr)
+    results = work / "results"
+    shutil.rmtree(results, ignore_errors=True)
+    before: list[tuple[float, ...]] = [(), ()]
+    if args.before:
+        before = _import_before(args.before, agg, work / "results_before")
+        print(f"  before: {before}", file=sys.stderr)
+    summary, *t = measure(lambda: import_dlib(agg, "dlib", results, show_progress=False))
+    rows.append(("import: all of the above (encoding in 2 threads)", *t, *before[0]))
+    again, *t = measure(lambda: import_dlib(agg, "dlib", results, show_progress=False))
+    rows.append(("import again (nothing to write)", *t, *before[1]))
+    study = results / "dlib"
+    df, *t = measure(lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
+    rows.append(("load for the figures, first time (builds .cache)", *t))
+    _, *t = measure(lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
+    rows.append(("load for the figures, cached", *t))
+    w, *t = measure(lambda: load.wide(df))
+    rows.append(("wide table (one row per model x representation)", *t))
+    load_end = os.getloadavg()
+
+    lines = [
+        f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"shared; load average (1, 5, 15 min) {', '.join(f'{v:.1f}' for v in load_start)} at "
+        f"the start, {', '.join(f'{v:.1f}' for v in load_end)} at the end",
+        f"synthetic aggregated results: {args.models} models, {n} records, {mib:.0f} MiB JSON "
+        f"(written in {gen:.1f} s); {len(df.columns)} columns read for the figures",
+        f"imported: {summary.written} models, {summary.rows} rows; again: {again.written} "
+        f"written, {again.already} already there; wide: {len(w)} rows x {len(w.columns)} cols",
+        *(f"  {line}" for line in summary.lines()[1:]),
+        *table(rows),
+        "(CPU s: all threads of the process; before: the per-file fsync the store did before"
+        + (f"; for the imports, {args.before_label}" if args.before else "")
+        + "; wall s depends on what else the machine runs)",
+    ]
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
     if not args.keep and args.workdir is None:
         shutil.rmtree(work)
 

@@ -4,10 +4,10 @@ disentanglement_lib's released unsupervised_study_v1 has 10,800 models (model_nu
 datasets, Shapes3D's 1,800 are not released), each evaluated with 9 metric configs on the mean
 and the sampled representation: 194,400 records. This script writes a synthetic aggregated file of
 that shape, as `dlib_aggregate_results` writes it (pandas ``to_json``, one object per column, null
-where a record lacks the column, gin values as strings), then times the import phase by phase (parse, map, build
-Arrow tables, encode Parquet, write the rows files and sync them, beside the per-file fsync the
-store did before), the whole import into a fresh store, a second import (nothing to do), and
-loading the store as the figures do, the first time and from the row cache.
+where a record lacks the column, gin values as strings), then times the import phase by phase
+(parse, map, build Arrow tables, encode Parquet, write the rows files and sync them, beside the
+per-file fsync the store did before), the whole import into a fresh store, a second import
+(nothing to do), and loading the store as the figures do, the first time and from the row cache.
 
     python bench/import_speed.py [--models 10800] [--workdir DIR] [--keep] [--before DIR]
                                  [--out bench/results/import_speed.txt]
@@ -258,10 +258,8 @@ def main() -> None:
     agg = work / "results.json"
     load_start = os.getloadavg()
     t = time.perf_counter()
-    if agg.exists() and args.workdir:
-        n = None  # reused: the file of an earlier run with --keep
-    else:
-        n = write_aggregated(agg, args.models)
+    generated = not (agg.exists() and args.workdir)  # else the file of a run with --keep
+    n = write_aggregated(agg, args.models) if generated else None
     gen = time.perf_counter() - t
     mib = agg.stat().st_size / 2**20
     rows: list[tuple] = []
@@ -344,7 +342,8 @@ def main() -> None:
         f"shared; load average (1, 5, 15 min) {', '.join(f'{v:.1f}' for v in load_start)} at "
         f"the start, {', '.join(f'{v:.1f}' for v in load_end)} at the end",
         f"synthetic aggregated results: {args.models} models, {n} records, {mib:.0f} MiB JSON "
-        f"(written in {gen:.1f} s); {len(df.columns)} columns read for the figures",
+        + (f"(written in {gen:.1f} s)" if generated else "(an earlier run's, reused)")
+        + f"; {len(df.columns)} columns read for the figures",
         f"imported: {summary.written} models, {summary.rows} rows; again: {again.written} "
         f"written, {again.already} already there; wide: {len(w)} rows x {len(w.columns)} cols",
         *(f"  {line}" for line in summary.lines()[1:]),

@@ -8,10 +8,6 @@ Layout of a study folder (columns and files: docs/schema.md)::
     <results>/<study>/import.json                 imported studies: source and paths read
     <results>/<study>/leases/<job_id>.json       jobs being run now, and by whom
 
-A file appears under its final name only once it is complete (temporary file, fsync, rename), so a
-crash never leaves half a job, and two writers of the same job (a requeue racing a retry) replace
-one complete file with an identical one instead of adding rows.
-
 A lease keeps two drivers of one study (on one machine, or on two login nodes sharing the
 filesystem) from training the same job at once: the process that runs a job first creates its
 lease file with O_EXCL (atomic on local filesystems and NFSv3+), refreshes its heartbeat while the
@@ -22,8 +18,9 @@ whose process is gone from this host, is stale and is broken by the next claim.
     <results>/<study>/.cache/                    derived, safe to delete: rows-file verdicts,
                                                  the analysis' row cache
 
-A file appears under its final name only once it is complete (temporary file, fsync, rename), so a
-crash never leaves half a job, and two writers of the same job (a requeue racing a retry) replace
+A file appears under its final name only once it is complete (temporary file, its data synced,
+rename, folder synced; `atomic_write_files` does many files with one sync per chunk), so a crash
+never leaves half a job (at most a ``.<name>.<random>.tmp`` file, which no reader lists), and two writers of the same job (a requeue racing a retry) replace
 one complete file with an identical one instead of adding rows. A job is done when its rows file
 is present and sound (`rows_problem`: the Parquet footer reads and has `REQUIRED_COLUMNS`); a
 corrupt one (a disk or copy gone wrong) does not count, and `benchmark run` quarantines it and runs

@@ -212,22 +212,25 @@ def table(rows: list[tuple]) -> list[str]:
                   f"{f(r[4] if len(r) > 4 else None)}" for r in rows]
 
 
-_BEFORE = """import sys, time
+_TWICE = """import json, sys, time
 from benchmark.importers import import_dlib
 for _ in range(2):
     t0, c0 = time.perf_counter(), time.process_time()
-    import_dlib(sys.argv[1], "dlib", sys.argv[2])
-    print(time.perf_counter() - t0, time.process_time() - c0)
+    s = import_dlib(sys.argv[1], "dlib", sys.argv[2])
+    print(json.dumps([time.perf_counter() - t0, time.process_time() - c0, s.lines()]))
 """
 
 
-def _import_before(checkout: str, agg: Path, results: Path) -> list[tuple[float, ...]]:
-    """(wall, CPU) of an import and a second import with the code of an earlier checkout."""
-    env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve())}
-    out = subprocess.run([sys.executable, "-c", _BEFORE, str(agg), str(results)], env=env,
+def _import_in_subprocess(checkout: Path, agg: Path, results: Path) -> list[list]:
+    """[wall, CPU, summary lines] of an import and of a second import, in a fresh process with
+    the code of ``checkout`` (so that this process's heap weighs on neither)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout.resolve())}
+    out = subprocess.run([sys.executable, "-c", _TWICE, str(agg), str(results)], env=env,
                          check=True, capture_output=True, text=True).stdout
-    shutil.rmtree(results)
-    return [tuple(map(float, line.split())) for line in out.splitlines()[-2:]]
+    runs = [json.loads(line) for line in out.splitlines()[-2:]]
+    for run in runs:  # the report names no folder of this machine
+        run[2] = [line.replace(str(results), "<results>") for line in run[2]]
+    return runs
 
 
 def main() -> None:
@@ -249,7 +252,7 @@ def main() -> None:
     from analysis import load
     from analysis.figures import FIGURE_COLUMNS
     from benchmark import store as store_module
-    from benchmark.importers import dlib, import_dlib
+    from benchmark.importers import dlib
     from benchmark.importers.dlib_files import read_aggregated
     from benchmark.schema import rows_schema
 
@@ -320,14 +323,16 @@ def main() -> None:
     print("the whole import, as `benchmark import dlib` runs it:", file=sys.stderr)
     results = work / "results"
     shutil.rmtree(results, ignore_errors=True)
-    before: list[tuple[float, ...]] = [(), ()]
+    before: list[list] = [[], []]
     if args.before:
-        before = _import_before(args.before, agg, work / "results_before")
-        print(f"  before: {before}", file=sys.stderr)
-    summary, *t = measure(lambda: import_dlib(agg, "dlib", results, show_progress=False))
-    rows.append(("import: all of the above (encoding in 2 threads)", *t, *before[0]))
-    again, *t = measure(lambda: import_dlib(agg, "dlib", results, show_progress=False))
-    rows.append(("import again (nothing to write)", *t, *before[1]))
+        before = _import_in_subprocess(Path(args.before), agg, work / "results_before")
+        shutil.rmtree(work / "results_before")
+        print(f"  before: {[b[:2] for b in before]}", file=sys.stderr)
+    after = _import_in_subprocess(Path(__file__).resolve().parents[1], agg, results)
+    print(f"  after: {[a[:2] for a in after]}", file=sys.stderr)
+    rows.append(("import: all of the above (encoding in 2 threads)", *after[0][:2],
+                 *before[0][:2]))
+    rows.append(("import again (nothing to write)", *after[1][:2], *before[1][:2]))
     study = results / "dlib"
     df, *t = measure(lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
     rows.append(("load for the figures, first time (builds .cache)", *t))
@@ -344,13 +349,14 @@ def main() -> None:
         f"synthetic aggregated results: {args.models} models, {n} records, {mib:.0f} MiB JSON "
         + (f"(written in {gen:.1f} s)" if generated else "(an earlier run's, reused)")
         + f"; {len(df.columns)} columns read for the figures",
-        f"imported: {summary.written} models, {summary.rows} rows; again: {again.written} "
-        f"written, {again.already} already there; wide: {len(w)} rows x {len(w.columns)} cols",
-        *(f"  {line}" for line in summary.lines()[1:]),
+        f"import: {after[0][2][0]}",
+        f"again: {after[1][2][0]}",
+        *(f"  {line}" for line in after[0][2][1:]),
+        f"wide table: {len(w)} rows x {len(w.columns)} columns",
         *table(rows),
         "(CPU s: all threads of the process; before: the per-file fsync the store did before"
         + (f"; for the imports, {args.before_label}" if args.before else "")
-        + "; wall s depends on what else the machine runs)",
+        + "; the imports run in fresh processes; wall s depends on what else the machine runs)",
     ]
     print("\n".join(lines))
     if args.out:

@@ -4,10 +4,16 @@ disentanglement_lib's released unsupervised_study_v1 has 10,800 models (model_nu
 datasets, Shapes3D's 1,800 are not released), each evaluated with 9 metric configs on the mean
 and the sampled representation: 194,400 records. This script writes a synthetic aggregated file of
 that shape, as `dlib_aggregate_results` writes it (pandas ``to_json``, one object per column, null
-where a record lacks the column, gin values as strings), then times the import into a fresh store,
-a second import (nothing to do), and loading the store as the figures do.
+where a record lacks the column, gin values as strings), then times the import phase by phase
+(parse, map, build Arrow tables, encode Parquet, write the rows files and sync them, beside the
+per-file fsync the store did before), the whole import into a fresh store, a second import
+(nothing to do), and loading the store as the figures do, the first time and from the row cache.
 
-    python bench/import_speed.py [--models 10800] [--workdir DIR] [--keep]
+    python bench/import_speed.py [--models 10800] [--workdir DIR] [--keep] [--before DIR]
+                                 [--out bench/results/import_speed.txt]
+
+``--before DIR``: a checkout of an earlier commit (``git worktree add DIR COMMIT``), whose whole
+import is timed in the same run.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,57 +180,187 @@ def write_aggregated(path: Path, n_models: int) -> int:
     return n
 
 
+def _write_each_fsync(files: list[tuple[Path, bytes]]) -> None:
+    """The rows files as the store wrote them before batching: per file a temporary file, its
+    fsync and its rename (one device cache flush per file)."""
+    for path, data in files:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def measure(fn) -> tuple[object, float, float]:
+    """fn's result, wall seconds and CPU seconds (all threads of this process)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"  {wall:.1f} s wall, {cpu:.1f} CPU s (load {os.getloadavg()[0]:.1f})", file=sys.stderr,
+          flush=True)
+    return out, wall, cpu
+
+
+def table(rows: list[tuple]) -> list[str]:
+    """Rows (phase, wall, CPU[, before wall, before CPU]) as a text table."""
+    def f(v):
+        return f"{v:>8.1f}" if v is not None else f"{'':>8}"
+    out = [f"{'phase':<60} {'wall s':>8} {'CPU s':>8} {'before':>8} {'before':>8}",
+           f"{'':<60} {'':>8} {'':>8} {'wall s':>8} {'CPU s':>8}"]
+    return out + [f"{r[0]:<60} {f(r[1])} {f(r[2])} {f(r[3] if len(r) > 3 else None)} "
+                  f"{f(r[4] if len(r) > 4 else None)}" for r in rows]
+
+
+_TWICE = """import json, sys, time
+from benchmark.importers import import_dlib
+for _ in range(2):
+    t0, c0 = time.perf_counter(), time.process_time()
+    s = import_dlib(sys.argv[1], "dlib", sys.argv[2])
+    print(json.dumps([time.perf_counter() - t0, time.process_time() - c0, s.lines()]))
+"""
+
+
+def _import_in_subprocess(checkout: Path, agg: Path, results: Path) -> list[list]:
+    """[wall, CPU, summary lines] of an import and of a second import, in a fresh process with
+    the code of ``checkout`` (so that this process's heap weighs on neither)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout.resolve())}
+    out = subprocess.run([sys.executable, "-c", _TWICE, str(agg), str(results)], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    runs = [json.loads(line) for line in out.splitlines()[-2:]]
+    for run in runs:  # the report names no folder of this machine
+        run[2] = [line.replace(str(results), "<results>") for line in run[2]]
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=10800)
     parser.add_argument("--workdir", default=None, help="where to write (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the files written")
+    parser.add_argument("--before", default=None, metavar="DIR",
+                        help="a checkout of an earlier commit: its import is timed too, in a "
+                             "subprocess, for a before/after in one run")
+    parser.add_argument("--before-label", default="the --before checkout",
+                        help="what --before is, for the report (say, its commit)")
+    parser.add_argument("--out", default=None, help="also write the report to this file")
     args = parser.parse_args()
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from analysis import load
     from analysis.figures import FIGURE_COLUMNS
-    from benchmark.importers import import_dlib
+    from benchmark import store as store_module
+    from benchmark.importers import dlib
     from benchmark.importers.dlib_files import read_aggregated
+    from benchmark.schema import rows_schema
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="import_speed_"))
     work.mkdir(parents=True, exist_ok=True)
     agg = work / "results.json"
+    load_start = os.getloadavg()
     t = time.perf_counter()
-    n = write_aggregated(agg, args.models)
+    generated = not (agg.exists() and args.workdir)  # else the file of a run with --keep
+    n = write_aggregated(agg, args.models) if generated else None
     gen = time.perf_counter() - t
     mib = agg.stat().st_size / 2**20
-    timings = []
+    rows: list[tuple] = []
+    print("phases of the import, one at a time:", file=sys.stderr)
+    records, *t_parse = measure(lambda: read_aggregated(agg))
+    rows.append(("parse the aggregated file", *t_parse))
+    n = n or len(records)
+    collector = dlib._Collector(records)
+    models, *t_map = measure(collector.run)
+    rows.append(("map records to models and their rows", *t_map))
+    records = collector = None
+    params = sorted({k for m in models.values() for k, v in m.model.params.items()
+                     if dlib._number(v)})
+    schema = rows_schema(params)
+    todo = list(models.values())
+    _, *t_build = measure(lambda: sum(1 for _ in dlib.model_tables("dlib", todo, schema)))
+    rows.append(("build Arrow tables (column-wise, a slice per model)", *t_build))
 
-    def timed(what, fn):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        timings.append((what, time.perf_counter() - t0, time.process_time() - c0))
+    def encode() -> list[tuple[str, pa.Buffer]]:
+        out = []
+        for job_id, tab in dlib.model_tables("dlib", todo, schema):
+            sink = pa.BufferOutputStream()
+            pq.write_table(tab, sink, compression="zstd")
+            out.append((job_id, sink.getvalue()))
         return out
 
-    records = timed("parse the aggregated file (part of the import)", lambda: read_aggregated(agg))
-    del records
-    summary = timed("import (parse, map, write rows files)",
-                    lambda: import_dlib(agg, "dlib", work / "results"))
-    again = timed("import again (nothing to write)",
-                  lambda: import_dlib(agg, "dlib", work / "results"))
-    study = work / "results" / "dlib"
-    df = timed("load for the figures, first time (builds .cache)",
-               lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
-    timed("load for the figures, cached", lambda: load.load_results(study, FIGURE_COLUMNS,
-                                                                    cache=True))
-    w = timed("wide table (one row per model x representation)", lambda: load.wide(df))
+    encoded, wall, cpu = measure(encode)
+    rows.append(("encode Parquet (zstd), one thread", wall - t_build[0], cpu - t_build[1]))
+    models = todo = None
+    before_dir, after_dir = work / "write_before", work / "write_after"
+    for d in (before_dir, after_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+    syncs = [0.0, 0.0]
+    real_sync = store_module._sync
 
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"synthetic aggregated results: {args.models} models, {n} records, {len(df.columns)} "
-          f"columns read, {mib:.0f} MiB JSON (written in {gen:.1f} s)")
-    print(f"imported: {summary.written} models, {summary.rows} rows; again: {again.written} "
-          f"written, {again.already} already there; wide: {len(w)} rows x {len(w.columns)} cols")
-    for line in summary.lines()[1:]:
-        print(f"  {line}")
-    print(f"{'step':<52} {'wall s':>8} {'CPU s':>8}")
-    for what, wall, cpu in timings:
-        print(f"{what:<52} {wall:>8.1f} {cpu:>8.1f}")
-    print("(CPU s: all threads of the process; wall s depends on what else the machine runs)")
+    def timed_sync(fds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        real_sync(fds)
+        syncs[0] += time.perf_counter() - t0
+        syncs[1] += time.process_time() - c0
+
+    _, *t_before = measure(lambda: _write_each_fsync(
+        [(before_dir / f"{j}.parquet", b) for j, b in encoded]))
+    store_module._sync = timed_sync
+    try:
+        _, wall, cpu = measure(lambda: store_module.atomic_write_files(
+            (after_dir / f"{j}.parquet", b) for j, b in encoded))
+    finally:
+        store_module._sync = real_sync
+    rows.append(("write rows files (before: each written, fsynced, renamed)",
+                 wall, cpu, *t_before))
+    rows.append(("  of which syncing their data (syncfs per 256 files)", *syncs))
+    encoded = None
+    for d in (before_dir, after_dir):
+        shutil.rmtree(d)
+
+    print("the whole import, as `benchmark import dlib` runs it:", file=sys.stderr)
+    results = work / "results"
+    shutil.rmtree(results, ignore_errors=True)
+    before: list[list] = [[], []]
+    if args.before:
+        before = _import_in_subprocess(Path(args.before), agg, work / "results_before")
+        shutil.rmtree(work / "results_before")
+        print(f"  before: {[b[:2] for b in before]}", file=sys.stderr)
+    after = _import_in_subprocess(Path(__file__).resolve().parents[1], agg, results)
+    print(f"  after: {[a[:2] for a in after]}", file=sys.stderr)
+    rows.append(("import: all of the above (encoding in 2 threads)", *after[0][:2],
+                 *before[0][:2]))
+    rows.append(("import again (nothing to write)", *after[1][:2], *before[1][:2]))
+    study = results / "dlib"
+    df, *t = measure(lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
+    rows.append(("load for the figures, first time (builds .cache)", *t))
+    _, *t = measure(lambda: load.load_results(study, FIGURE_COLUMNS, cache=True))
+    rows.append(("load for the figures, cached", *t))
+    w, *t = measure(lambda: load.wide(df))
+    rows.append(("wide table (one row per model x representation)", *t))
+    load_end = os.getloadavg()
+
+    lines = [
+        f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"shared; load average (1, 5, 15 min) {', '.join(f'{v:.1f}' for v in load_start)} at "
+        f"the start, {', '.join(f'{v:.1f}' for v in load_end)} at the end",
+        f"synthetic aggregated results: {args.models} models, {n} records, {mib:.0f} MiB JSON "
+        + (f"(written in {gen:.1f} s)" if generated else "(an earlier run's, reused)")
+        + f"; {len(df.columns)} columns read for the figures",
+        f"import: {after[0][2][0]}",
+        f"again: {after[1][2][0]}",
+        *(f"  {line}" for line in after[0][2][1:]),
+        f"wide table: {len(w)} rows x {len(w.columns)} columns",
+        *table(rows),
+        "(CPU s: all threads of the process; before: the per-file fsync the store did before"
+        + (f"; for the imports, {args.before_label}" if args.before else "")
+        + "; the imports run in fresh processes; wall s depends on what else the machine runs)",
+    ]
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
     if not args.keep and args.workdir is None:
         shutil.rmtree(work)
 

@@ -9,6 +9,8 @@ file that `dlib_aggregate_results` writes with pandas' ``DataFrame.to_json``.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -379,3 +381,35 @@ def test_figures_on_an_imported_store_and_the_comparison(tmp_path, capsys):
     assert main(["figures", str(results), "--compare", "dlib", "nope"]) == 2
     assert "needs a results root holding both studies" in capsys.readouterr().err
     assert main(["figures", str(results / "dlib"), "--compare", "dlib", "ours"]) == 2
+
+
+def test_an_import_cut_before_its_renames_leaves_no_rows_and_is_completed(dlib_tree, tmp_path,
+                                                                          monkeypatch):
+    import benchmark.store as store_module
+
+    root, expected = dlib_tree
+    rows = ResultsStore.for_study(tmp_path, "dlib").rows_dir
+
+    def power_cut(fds):
+        raise OSError("power cut before the renames")
+
+    monkeypatch.setattr(store_module, "_sync", power_cut)
+    with pytest.raises(OSError, match="power cut"):
+        import_dlib(root, "dlib", tmp_path)
+    assert list(rows.iterdir()) == []  # no rows file visible, no temporary file either
+    monkeypatch.undo()
+    # A process killed at that point cannot clean up: its temporary files stay, ignored.
+    code = ("import os, sys; import benchmark.store as s; from benchmark.importers import "
+            "import_dlib; s._sync = lambda fds: os._exit(9); "
+            "import_dlib(sys.argv[1], 'dlib', sys.argv[2])")
+    killed = subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path)])
+    assert killed.returncode == 9
+    left = sorted(p.name for p in rows.iterdir())
+    assert len(left) == len(MODELS) and all(n.startswith(".") and n.endswith(".tmp")
+                                            for n in left)
+    assert ResultsStore.for_study(tmp_path, "dlib").done_ids() == set()
+    again = import_dlib(root, "dlib", tmp_path)
+    assert again.written == len(MODELS) and again.already == 0
+    assert _by_model(load.load_results(tmp_path / "dlib")) == pytest.approx(expected)
+    third = import_dlib(root, "dlib", tmp_path)
+    assert third.written == 0 and third.already == len(MODELS)

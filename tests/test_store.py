@@ -159,3 +159,60 @@ def test_verdicts_are_kept_for_the_next_process(tmp_path, monkeypatch):
     assert checked == []
     store.write_rows("j3", [_row("j3")], [])  # changed since: checked again
     assert ResultsStore(tmp_path / "s").done_ids() == {"j1", "j2", "j3"} and checked == ["j3.parquet"]
+
+
+def _tables(n):
+    schema = rows_schema([])
+    return [(f"j{i}", pa.Table.from_pylist([_row(f"j{i}", value=float(i))], schema=schema))
+            for i in range(n)]
+
+
+def test_a_batch_write_interrupted_before_its_renames_leaves_nothing(tmp_path, monkeypatch):
+    import benchmark.store as store_module
+
+    real = store_module._sync
+    syncs = []
+
+    def sync_then_cut(after):  # the power goes at the sync after `after` syncs
+        def sync(fds):
+            syncs.append(len(fds))
+            if len(syncs) > after:
+                raise OSError("power cut before the renames")
+            real(fds)
+        return sync
+
+    store = ResultsStore(tmp_path / "s")
+    monkeypatch.setattr(store_module, "_sync", sync_then_cut(0))
+    with pytest.raises(OSError, match="power cut"):
+        store.write_tables(_tables(5), workers=2)
+    assert list(store.rows_dir.iterdir()) == []  # no rows file, no temporary file
+    # In chunks of 2, the third sync fails: the first two chunks are in place and whole.
+    monkeypatch.setattr(store_module, "ATOMIC_CHUNK", 2)
+    syncs.clear()
+    monkeypatch.setattr(store_module, "_sync", sync_then_cut(2))
+    with pytest.raises(OSError, match="power cut"):
+        store.write_tables(_tables(5))
+    assert syncs == [2, 2, 1]
+    assert sorted(p.name for p in store.rows_dir.iterdir()) == [f"j{i}.parquet" for i in range(4)]
+    monkeypatch.setattr(store_module, "_sync", real)
+    assert store.done_ids() == {"j0", "j1", "j2", "j3"}
+    assert store.write_tables(_tables(5), workers=3) == 5
+    assert store.read_rows().column("value").to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert sorted(p.name for p in store.rows_dir.iterdir()) == [f"j{i}.parquet" for i in range(5)]
+
+
+def test_a_batch_write_syncs_each_file_system_once(tmp_path, monkeypatch):
+    import benchmark.store as store_module
+
+    synced, fsynced = [], []
+    monkeypatch.setattr(store_module, "_SYNCFS", lambda fd: synced.append(fd) or 0)
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(fd) or real_fsync(fd))
+    store = ResultsStore(tmp_path / "s")
+    store.write_tables(_tables(10))
+    assert len(synced) == 1 and len(fsynced) == 1  # one syncfs for the data, one folder fsync
+    store.write_rows("j1", [_row("j1")], [])  # one file: its own fsync, then the folder's
+    assert len(synced) == 1 and len(fsynced) == 3
+    monkeypatch.setattr(store_module, "_SYNCFS", lambda fd: -1)  # failing: fsync each instead
+    store.write_tables(_tables(3))
+    assert len(fsynced) == 3 + 3 + 1

@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import sys
 from collections import Counter
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import compress, islice, repeat
+from operator import is_not
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from benchmark.errors import UserError
 from benchmark.importers.dlib_files import Records, read_aggregated, read_tree
+from benchmark.schema import COLUMN_NAMES, rows_schema
 from benchmark.spec import canonical_json, check_study_name, stable_hash
 from benchmark.store import ResultsStore, atomic_write_bytes
 
@@ -141,6 +148,10 @@ class Model:
                 "training": self.training, "model_num": self.model_num,
                 "train_uuid": self.train_uuid}
 
+    def job_id(self) -> str:
+        """The id of the job that imports the model (its rows file's name)."""
+        return stable_hash({"import": self.config()})
+
 
 def map_model(bindings: Mapping[str, Any], train_uuid: str | None = None) -> Model | str:
     """The model that dlib's train bindings (``{"vae.beta": "4.", ...}``) describe, or why it has
@@ -241,6 +252,9 @@ class ImportSummary:
         return out
 
 
+_UNSEEN = object()
+
+
 class _Collector:
     """Turns flat dlib records into models and their rows, counting what does not map."""
 
@@ -266,27 +280,21 @@ class _Collector:
         for name, values in recs.columns.items():
             if name.startswith("evaluation_results."):
                 key = name.partition(".")[2]
-                for i, v in enumerate(values):
-                    if v is not None:
-                        results[i].append((key, v))
-        has_config = [any(c[i] is not None for c in config_cols) for i in range(n)]
-        cache: dict[tuple, Model | str] = {}
-        for i in range(n):
-            if not has_config[i]:
+                # Most of a column is null (each metric has its own keys): find the rest in C.
+                for i in compress(range(n), map(is_not, values, repeat(None))):
+                    results[i].append((key, values[i]))
+        # Records of one model share their train config: map it once per distinct config.
+        models: dict[tuple, _Imported | str | None] = {}
+        for i, ident in enumerate(zip(*config_cols, uuids)):
+            acc = models.get(ident, _UNSEEN)
+            if acc is _UNSEEN:
+                acc = models[ident] = self._model(bindings, ident)
+            if acc is None:
                 self.unmapped["records", "no train_config (not a disentanglement_lib "
                                          "evaluation record)"] += 1
                 continue
-            ident = (*(c[i] for c in config_cols), uuids[i])
-            model = cache.get(ident)
-            if model is None:
-                model = cache[ident] = map_model(dict(zip(bindings, ident)), uuids[i])
-                if isinstance(model, str):
-                    self.unmapped["models", model] += 1
-            if isinstance(model, str):
+            if isinstance(acc, str):
                 continue
-            acc = self.models.get(key := canonical_json(model.config()))
-            if acc is None:
-                acc = self.models[key] = _Imported(model)
             evaluation = fns[i] is not None
             if acc.train is None or not evaluation:  # a model's own folder is the train file
                 acc.train = {k: v[i] for k, v in train_cols if v[i] is not None}
@@ -306,30 +314,64 @@ class _Collector:
                     self.unmapped["values", f"train_results.{key} is not a number"] += 1
         return self.models
 
-    def _evaluation(self, acc: _Imported, i: int, rep_fn: Any, fn: Any, predictor: Any,
-                    values: list[tuple[str, Any]]) -> None:
+    def _model(self, bindings: list[str], ident: tuple) -> _Imported | str | None:
+        """The model of a record's train config and uuid (``ident``); None when the record has
+        no train config, why when it does not map (counted once per distinct config)."""
+        *config, train_uuid = ident
+        if all(v is None for v in config):
+            return None
+        model = map_model(dict(zip(bindings, config)), train_uuid)
+        if isinstance(model, str):
+            self.unmapped["models", model] += 1
+            return model
+        key = canonical_json(model.config())
+        acc = self.models.get(key)
+        if acc is None:
+            acc = self.models[key] = _Imported(model)
+        return acc
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _target(rep_fn: Any, fn: Any, predictor: Any) -> tuple[str, str] | str:
+        """(representation, metric) of an evaluation's config, or why it has none here."""
         representation = REPRESENTATIONS.get(gin_value(rep_fn))
         if representation is None:
-            self.unmapped["records", f"representation {gin_value(rep_fn)!r} is not one of "
-                                     "ours"] += 1
-            return
+            return f"representation {gin_value(rep_fn)!r} is not one of ours"
         metric = metric_of(fn, predictor)
         if metric is None:
             what = gin_value(fn)
             if what == "@downstream_task":
                 what = f"@downstream_task with predictor {gin_value(predictor)!r}"
-            self.unmapped["records", f"metric {what!r} is not one of ours"] += 1
+            return f"metric {what!r} is not one of ours"
+        return representation, metric
+
+    @staticmethod
+    @lru_cache(maxsize=4096)
+    def _key_problem(metric: str, key: str) -> str | None:
+        """Why ``metric``'s result ``key`` is not imported ("": bookkeeping, not reported);
+        None when it is one of ours."""
+        if key in ("elapsed_time", "uuid"):
+            return ""
+        if (metric, key) in NOT_COMPARABLE:
+            return f"{metric}.{key} not comparable: {NOT_COMPARABLE[metric, key]}"
+        if not _known(metric, key):
+            return f"{metric}.{key} is not a key of our {metric}"
+        return None
+
+    def _evaluation(self, acc: _Imported, i: int, rep_fn: Any, fn: Any, predictor: Any,
+                    values: list[tuple[str, Any]]) -> None:
+        target = self._target(rep_fn, fn, predictor)
+        if isinstance(target, str):
+            self.unmapped["records", target] += 1
             return
+        representation, metric = target
         seconds = next((float(v) for k, v in values if k == "elapsed_time" and _number(v)), None)
         where = (self.records.files[i], self.records.paths[i])
         for key, value in values:
-            if key in ("elapsed_time", "uuid"):
-                continue
-            if (metric, key) in NOT_COMPARABLE:
-                self.unmapped["values", f"{metric}.{key} not comparable: "
-                                        f"{NOT_COMPARABLE[metric, key]}"] += 1
-            elif not _known(metric, key):
-                self.unmapped["values", f"{metric}.{key} is not a key of our {metric}"] += 1
+            problem = self._key_problem(metric, key)
+            if problem is not None:
+                if problem:
+                    self.unmapped["values", problem] += 1
             elif not _number(value):
                 self.unmapped["values", f"{metric}.{key} is not a number"] += 1
             elif (representation, metric, key) in acc.evals:
@@ -346,52 +388,90 @@ def _provenance(file: str, path: str | None, model_num: int | None) -> str:
     return json.dumps(record, sort_keys=True)
 
 
-def model_rows(study: str, imported: _Imported,
-               param_columns: list[str]) -> tuple[str, dict[str, list[Any]]]:
-    """(job id, rows as columns) of one imported model, with the columns of our jobs' rows."""
+def _train_rows(train: dict[str, Any]) -> list[tuple[str, float]]:
+    """The training summary's rows (key, value); the rest was counted by the collector."""
+    return [(key, TRAIN_KEYS[key] * float(value)) for key, value in sorted(train.items())
+            if key in TRAIN_KEYS and _number(value)]
+
+
+def num_rows(imported: _Imported) -> int:
+    """How many rows `model_tables` makes of the model (to tell a model already imported)."""
+    return len(_train_rows(imported.train or {})) + len(imported.evals)
+
+
+_VARYING = ("representation", "metric", "key", "value", "eval_seconds", "provenance")
+TABLE_CHUNK = 128  # models whose rows are converted to Arrow together (~30 MB of rows)
+
+
+def _job_values(study: str, imported: _Imported, params: list[str]) -> dict[str, Any]:
+    """The values every row of the model's job shares, by column (hyperparameters: ``params``)."""
     m = imported.model
     config = m.config()
     train = imported.train or {}
     steps, seconds = (train.get(theirs) for theirs in _TRAIN_COLUMNS)
-    common = {
-        "study": study, "job_id": stable_hash({"import": config}), "model_id": stable_hash(config),
+    return {
+        "study": study, "job_id": m.job_id(), "model_id": stable_hash(config),
         "dataset": m.dataset, "dataset_source": m.dataset_source, "model": m.model,
         "model_params": canonical_json(m.params),
-        **{c: float(m.params[c]) if c in m.params else None for c in param_columns},
+        **{c: float(m.params[c]) if c in m.params else None for c in params},
         "seed": m.seed,
         "train_steps": int(steps) if _number(steps) else None,
         "train_seconds": float(seconds) if _number(seconds) else None,
         "job_config": json.dumps(config, sort_keys=True),
     }
-    varying: dict[str, list[Any]] = {c: [] for c in ("representation", "metric", "key", "value",
-                                                     "eval_seconds", "provenance")}
 
-    def add(*values: Any) -> None:
-        for column, v in zip(varying.values(), values):
-            column.append(v)
 
-    prov = _provenance(*imported.train_file, m.model_num)
-    for key, value in sorted(train.items()):
-        if key in TRAIN_KEYS and _number(value):  # the rest was counted by the collector
-            add(None, "train", key, TRAIN_KEYS[key] * float(value), None, prov)
-    provs: dict[tuple[str, str | None], str] = {}
-    order = {"mean": 0, "sampled": 1}
-    for (rep, metric, key), (value, seconds, file, path) in sorted(
-            imported.evals.items(), key=lambda t: (order[t[0][0]], t[0][1], t[0][2])):
-        if (file, path) not in provs:
-            provs[file, path] = _provenance(file, path, m.model_num)
-        add(rep, metric, key, value, seconds, provs[file, path])
-    n = len(varying["key"])
-    return common["job_id"], {**{c: [v] * n for c, v in common.items()}, **varying}
+def _varying_rows(imported: _Imported) -> list[tuple]:
+    """The model's rows as tuples of the `_VARYING` columns: training summary, then evaluations
+    by representation (mean before sampled), metric and key."""
+    num = imported.model.model_num
+    prov = _provenance(*imported.train_file, num)
+    rows = [(None, "train", key, value, None, prov)
+            for key, value in _train_rows(imported.train or {})]
+    provs = {where: _provenance(*where, num) for where in {v[2:] for v in imported.evals.values()}}
+    return rows + [(rep, metric, key, value, seconds, provs[file, path])
+                   for (rep, metric, key), (value, seconds, file, path)
+                   in sorted(imported.evals.items())]  # keys are unique: values never compared
+
+
+def model_tables(study: str, models: Iterable[_Imported],
+                 schema: pa.Schema) -> Iterator[tuple[str, pa.Table]]:
+    """(job id, rows) of each imported model, with the columns of our jobs' rows (``schema``:
+    `rows_schema` of the study's hyperparameter columns). Converted TABLE_CHUNK models at a time,
+    a column at a time: a value a whole job shares (the long job_config among them) is converted
+    once and repeated by Arrow, and each model's table is a slice of its chunk's (no copy)."""
+    params = [f.name for f in schema if f.name not in COLUMN_NAMES]
+    models = iter(models)
+    while chunk := list(islice(models, TABLE_CHUNK)):
+        shared: dict[str, list[Any]] = {}
+        varying: dict[str, list[Any]] = {c: [] for c in _VARYING}
+        counts = []
+        for imported in chunk:
+            for column, value in _job_values(study, imported, params).items():
+                shared.setdefault(column, []).append(value)
+            rows = _varying_rows(imported)
+            counts.append(len(rows))
+            for column, values in zip(varying.values(), zip(*rows)):
+                column.extend(values)
+        owner = pa.array(np.repeat(np.arange(len(chunk), dtype=np.int32), counts))
+        table = pa.Table.from_arrays(
+            [pa.array(varying[f.name], f.type) if f.name in varying
+             else pa.array(shared[f.name], f.type).take(owner) if f.name in shared
+             else pa.nulls(len(owner), f.type) for f in schema], schema=schema)  # device, ...
+        start = 0
+        for job_id, n in zip(shared["job_id"], counts):
+            yield job_id, table.slice(start, n)
+            start += n
 
 
 def import_dlib(path: str | Path, study: str, results_dir: str | Path = "results",
-                workers: int = 4) -> ImportSummary:
+                workers: int = 2, show_progress: bool | None = None) -> ImportSummary:
     """Imports disentanglement_lib's results at ``path`` (a folder of model outputs or an
     aggregated results file) into ``<results_dir>/<study>``: one rows file per model, written
-    atomically; a model whose rows file already holds the same number of rows is left alone,
-    so importing twice adds nothing. A malformed JSON file is a UserError naming it, raised
-    before anything is written."""
+    atomically (`ResultsStore.write_tables`, ``workers`` encoding threads); a model whose rows
+    file already holds the same number of rows is left alone, so importing twice adds nothing.
+    A malformed JSON file is a UserError naming it, raised before anything is written.
+    ``show_progress`` (default: whether stderr is a terminal) draws a bar while writing."""
     try:
         check_study_name(study)
     except ValueError as exc:
@@ -405,28 +485,31 @@ def import_dlib(path: str | Path, study: str, results_dir: str | Path = "results
                         "evaluation_results.json files or an aggregated results.json)")
     collector = _Collector(records)
     models = collector.run()
+    del records, collector.records  # the parsed file: the models hold what is imported
     store = ResultsStore.for_study(results_dir, study)
     summary = ImportSummary(store.root, models=len(models), unmapped=collector.unmapped)
     param_columns = sorted({name for imp in models.values() for name, v in imp.model.params.items()
                             if _number(v)})
-
-    def write(imported: _Imported) -> int:
-        job_id, columns = model_rows(study, imported, param_columns)
-        n = len(columns["key"])
-        target = store.rows_path(job_id)
-        if target.exists() and _num_rows(target) == n:
-            return -1
-        store.write_columns(job_id, columns, param_columns)
-        return n
-
-    # Writing is file-system and Parquet-encoder bound (both release the GIL): a few threads.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for n in pool.map(write, models.values()):
-            if n < 0:
-                summary.already += 1
-            else:
-                summary.written += 1
-                summary.rows += n
+    try:
+        present = {e.name for e in os.scandir(store.rows_dir)}
+    except (FileNotFoundError, NotADirectoryError):
+        present = set()
+    todo = []
+    for imported in models.values():
+        target, n = store.rows_path(imported.model.job_id()), num_rows(imported)
+        if target.name in present and _num_rows(target) == n:
+            summary.already += 1
+        else:
+            todo.append(imported)
+            summary.rows += n
+    schema = rows_schema(param_columns)
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    with tqdm(total=len(todo), unit="model", desc="rows files", disable=not show_progress,
+              file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
+        summary.written = store.write_tables(
+            model_tables(study, todo, schema), workers=workers,
+            progress=bar.update)
     _write_marker(store, path)
     return summary
 

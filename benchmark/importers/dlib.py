@@ -253,6 +253,20 @@ class ImportSummary:
 
 
 _UNSEEN = object()
+# The record columns the collector reads; the aggregated file's others (optimizer settings,
+# evaluation configs, postprocessing results: about a third of it) are skipped unparsed.
+_BINDINGS = sorted({*IDENTITY.values(), *TRAINING.values(),
+                    *(b for hp in HYPERPARAMETERS.values() for b in hp.values())})
+_REP_FN = "postprocess_config.postprocess.postprocess_fn"
+_EVAL_FN = "evaluation_config.evaluation.evaluation_fn"
+_PREDICTOR_FN = "evaluation_config.predictor.predictor_fn"
+_READ = frozenset({*(f"train_config.{b}" for b in _BINDINGS), _REP_FN, _EVAL_FN, _PREDICTOR_FN})
+_TRAIN_RESULTS, _EVAL_RESULTS = "train_results.", "evaluation_results."
+
+
+def reads_column(name: str) -> bool:
+    """Whether the importer reads the flat record column ``name`` (see `read_aggregated`)."""
+    return name in _READ or name.startswith((_TRAIN_RESULTS, _EVAL_RESULTS))
 
 
 class _Collector:
@@ -267,18 +281,17 @@ class _Collector:
         recs = self.records
         n = len(recs)
         nothing: list[Any] = [None] * n
-        bindings = sorted({*IDENTITY.values(), *TRAINING.values(),
-                           *(b for hp in HYPERPARAMETERS.values() for b in hp.values())})
+        bindings = _BINDINGS
         config_cols = [recs.column(f"train_config.{b}") or nothing for b in bindings]
         uuids = recs.column("train_results.uuid") or nothing
         train_cols = [(k.partition(".")[2], v) for k, v in recs.columns.items()
-                      if k.startswith("train_results.")]
-        reps = recs.column("postprocess_config.postprocess.postprocess_fn") or nothing
-        fns = recs.column("evaluation_config.evaluation.evaluation_fn") or nothing
-        predictors = recs.column("evaluation_config.predictor.predictor_fn") or nothing
+                      if k.startswith(_TRAIN_RESULTS)]
+        reps = recs.column(_REP_FN) or nothing
+        fns = recs.column(_EVAL_FN) or nothing
+        predictors = recs.column(_PREDICTOR_FN) or nothing
         results: list[list[tuple[str, Any]]] = [[] for _ in range(n)]
         for name, values in recs.columns.items():
-            if name.startswith("evaluation_results."):
+            if name.startswith(_EVAL_RESULTS):
                 key = name.partition(".")[2]
                 # Most of a column is null (each metric has its own keys): find the rest in C.
                 for i in compress(range(n), map(is_not, values, repeat(None))):
@@ -479,7 +492,7 @@ def import_dlib(path: str | Path, study: str, results_dir: str | Path = "results
     path = Path(path)
     if not path.exists():
         raise UserError(f"nothing to import at {path}: no such file or folder")
-    records = read_tree(path) if path.is_dir() else read_aggregated(path)
+    records = read_tree(path) if path.is_dir() else read_aggregated(path, reads_column)
     if not len(records):
         raise UserError(f"no disentanglement_lib results under {path} (expected */results/json/"
                         "evaluation_results.json files or an aggregated results.json)")

@@ -21,6 +21,7 @@ import gzip
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,17 @@ STEPS = ("train_config", "train_results", "postprocess_config", "evaluation_conf
          "evaluation_results")
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+# A JSON object whose values are all scalars, as pandas writes a column ({"0": value, ...}),
+# matched without building a Python object: a column the importer does not read is skipped at
+# regex speed (3x json's). It accepts only valid JSON (strict strings: no raw control characters,
+# only JSON's escapes; json's numbers, NaN and Infinity); anything else (nested values, malformed
+# text) does not match and is decoded by json, which reports what is wrong and where.
+_J_WS = r"[ \t\n\r]*+"
+_J_STR = r'"(?:[^"\\\x00-\x1f]++|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*+"'
+_J_SCALAR = (rf"(?:{_J_STR}|-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
+             r"|null|true|false|NaN|-?Infinity)")
+_J_MEMBER = rf"{_J_STR}{_J_WS}:{_J_WS}{_J_SCALAR}{_J_WS}"
+_FLAT_OBJECT = re.compile(rf"\{{{_J_WS}(?:{_J_MEMBER}(?:,{_J_WS}{_J_MEMBER})*+)?+\}}")
 
 
 @dataclass
@@ -116,16 +128,19 @@ def read_tree(root: Path) -> Records:
 # ---------------------------------------------------------- (b) the aggregated results file
 
 
-def _members(text: str, pos: int, path: Path):
+def _members(text: str, pos: int, path: Path, keep: Callable[[str], bool] | None = None):
     """Yields (key, value) of the JSON object starting at ``text[pos]`` one member at a time (a
     column of the aggregated file is decoded, used and dropped before the next), then returns
-    the position after it."""
+    the position after it. When the first member is a column (pandas' column orientation), the
+    later columns whose name ``keep`` rejects are skipped unread if they hold only scalars (else
+    decoded and yielded like the others, so that json reports what is wrong)."""
     try:
         if text[pos] != "{":
             raise json.JSONDecodeError("expected '{'", text, pos)
         pos = _WS.match(text, pos + 1).end()
         if text[pos:pos + 1] == "}":
             return pos + 1
+        first, reads = True, None  # the first member is always decoded: it tells the orientation
         while True:
             key, pos = _DECODER.raw_decode(text, pos)
             if not isinstance(key, str):
@@ -133,8 +148,16 @@ def _members(text: str, pos: int, path: Path):
             pos = _WS.match(text, pos).end()
             if text[pos:pos + 1] != ":":
                 raise json.JSONDecodeError("expected ':'", text, pos)
-            value, pos = _DECODER.raw_decode(text, _WS.match(text, pos + 1).end())
-            yield key, value
+            pos = _WS.match(text, pos + 1).end()
+            skipped = reads is not None and not reads(key) and _FLAT_OBJECT.match(text, pos)
+            if skipped:
+                pos = skipped.end()
+            else:
+                value, pos = _DECODER.raw_decode(text, pos)
+                yield key, value
+                if first:  # skip columns only, never the records of orient="index"
+                    first = False
+                    reads = keep if _is_column(key, value) else None
             pos = _WS.match(text, pos).end()
             if text[pos:pos + 1] == "}":
                 return pos + 1
@@ -146,6 +169,12 @@ def _members(text: str, pos: int, path: Path):
                                                     len(text))) from None
     except json.JSONDecodeError as exc:
         raise _malformed(path, exc) from None
+
+
+def _is_column(key: str, value: Any) -> bool:
+    """Whether a top-level member is a column of pandas' default orientation (not a record of
+    orient="index", keyed by its index)."""
+    return isinstance(value, dict) and not key.isdigit()
 
 
 def _columns_orient(first: tuple[str, dict], members, name: str) -> Records:
@@ -175,9 +204,12 @@ def _columns_orient(first: tuple[str, dict], members, name: str) -> Records:
     return Records(columns, [name] * len(order), paths)
 
 
-def read_aggregated(path: Path) -> Records:
+def read_aggregated(path: Path, keep: Callable[[str], bool] | None = None) -> Records:
     """The records of an aggregated results file (``dlib_aggregate_results``' ``results.json``,
-    plain or ``.gz``), or of a single ``aggregate/evaluation.json``."""
+    plain or ``.gz``), or of a single ``aggregate/evaluation.json``. ``keep``: the columns the
+    caller reads (``path`` is always read); in pandas' column orientation the others (but the
+    first, whose index gives the record order) are left out unread where they hold scalars, as pandas writes them with every
+    index in every column (a column's own extra index adds no record then)."""
     text = _read_text(path)
     name = path.name
     pos = _WS.match(text).end()
@@ -191,11 +223,12 @@ def read_aggregated(path: Path) -> Records:
         return _from_dicts(dicts, [name] * len(dicts))
     if text[pos:pos + 1] != "{":
         raise UserError(f"{path}: expected a JSON object or list (dlib's aggregated results)")
-    members = _members(text, pos, path)
+    members = _members(text, pos, path,
+                       keep and (lambda column: column == "path" or keep(column)))
     first = next(members, None)
     if first is None:
         return Records()
-    if isinstance(first[1], dict) and not first[0].isdigit():
+    if _is_column(*first):
         return _columns_orient(first, members, name)
     if isinstance(first[1], dict):  # orient="index": {index: record}
         dicts = [first[1], *(v for _, v in members)]

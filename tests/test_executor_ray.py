@@ -219,7 +219,9 @@ def test_unreachable_and_malformed_addresses_are_one_line_and_fast():
 def test_a_request_no_node_can_meet_is_refused_before_submitting(head, tmp_path):
     store = ResultsStore(tmp_path / "raygpu")
     jobs = cj.make_jobs("raygpu", [0], gpus_per_job=1)
-    with pytest.raises(UserError, match=r"no Ray node can run a job asking for 1 CPUs, 1 GPUs") as e:
+    # a GPU unit is a pipelined lane: its CPUs for training plus its evaluation pool's
+    # (cpus_per_job x (1 + eval_workers) = 2 here); no node of this head has a GPU either way
+    with pytest.raises(UserError, match=r"no Ray node can run a job asking for 2 CPUs, 1 GPUs") as e:
         _executor(head, job_fn=cj.ok).run(jobs, store, show_progress=False)
     assert "\n" not in str(e.value)
     assert not store.done_ids() and not store.failures()

@@ -205,13 +205,12 @@ class TrainedModel:
     Whatever `config.precision` it was trained in, it encodes and decodes in fp32 (fp32 weights, no
     autocast): evaluation is the same computation for every precision option."""
 
-    data_stream: dict | None = None  # how its training batches were drawn, when on the device
-
     def __init__(self, method: str, params: dict[str, Any], seed: int, config: TrainingSettings,
                  system: System, steps: int, summary: dict[str, float], train_seconds: float,
                  observation_shape: tuple[int, int, int], device: torch.device,
-                 execution: dict[str, Any] | None = None) -> None:
+                 execution: dict[str, Any] | None = None, data_stream: dict | None = None) -> None:
         self.method, self.params, self.seed, self.config = method, params, seed, config
+        self.data_stream = data_stream  # how its training batches were drawn, when on the device
         # how the kernels ran (the EXECUTION settings away from their defaults, and what became of
         # them): the rows' provenance records it
         self.execution = execution_options(config) if execution is None else execution
@@ -642,10 +641,9 @@ class TrainingRun:
         if any(not math.isfinite(v) for v in summary.values()):
             raise Diverged(self.step, "summary evaluation is not finite")
         self.save(summary)
-        model = TrainedModel(self.method, self.params, self.seed, self.config, self.system, self.step,
-                             summary, self.train_seconds, self.obs_shape, self.device, self.execution)
-        model.data_stream = self.data_stream
-        return model
+        return TrainedModel(self.method, self.params, self.seed, self.config, self.system, self.step,
+                            summary, self.train_seconds, self.obs_shape, self.device, self.execution,
+                            self.data_stream)
 
 
 def train(method: str, params: Mapping[str, Any] | None, data: Any, seed: int,

@@ -600,8 +600,9 @@ class TrainingRun:
 
         try:
             probe = torch.Generator(device=device).manual_seed(0)
-            shape = (self.config.batch_size, *self.obs_shape)
-            inputs = system.iteration_inputs(lambda: torch.zeros(shape, device=device), probe)
+            # a throw-away stream of the job's own kind (a method may draw weakly supervised batches)
+            draw = DataStream(self.data, self.config.batch_size, np.random.default_rng(0), device)
+            inputs = system.iteration_inputs(draw, probe)
             _, objs = objectives(inputs, self.step, system.coefficients(self.step))
             objective_gradients(objs, self.optimizers)  # the training step's backward passes
         except Exception as e:  # any compiler failure means: train eager
